@@ -1,0 +1,43 @@
+# spp-ticket-bridge — `make run` for a local bridge, `make test` for the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8000
+SANDBOX_PORT ?= 8081
+export API_TOKEN ?= dev-api-token
+
+.PHONY: run test lint install dev-install migrate clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(BIN)/activate
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/activate
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+dev-install: $(VENV)/.dev-installed
+
+migrate: install
+	$(BIN)/flask --app wsgi bridge migrate
+
+## run: web (gunicorn) with the embedded worker, plus the SPP sandbox; SQLite under instance/
+run: install
+	@PYTHON=$(BIN)/python PORT=$(PORT) SANDBOX_PORT=$(SANDBOX_PORT) bash scripts/run-local.sh
+
+## test: the whole suite (PostgreSQL tests run when TEST_DATABASE_URL is set)
+test: dev-install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: dev-install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy bridge config
+
+clean:
+	rm -rf $(VENV) instance/bridge.db*

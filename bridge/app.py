@@ -1,0 +1,43 @@
+"""The application factory: settings flow one way, from the environment into the app."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from bridge.db import make_engine, normalize_url
+from bridge.log import configure_logging
+from bridge.providers import PROVIDERS
+from bridge.runtime import Runtime
+from bridge.sources import load_sources
+from bridge.store import Store
+from config.settings import load_settings
+
+
+def create_app(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Flask:
+    """Build the app. ``overrides`` replaces settings by field name (tests); ``env`` replaces os.environ."""
+    settings = load_settings(env)
+    if overrides:
+        settings = settings.with_overrides(overrides)
+    sources = load_sources(settings.sources_file, PROVIDERS, env)
+
+    app = Flask("bridge")
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        # Flask's 500 kB default per form field would refuse ordinary inbound mail
+        MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    engine = make_engine(normalize_url(settings.database_url, app.instance_path), settings.delivery_concurrency + 4)
+    runtime = Runtime(settings, sources, Store(engine))
+    app.extensions["bridge"] = runtime
+    configure_logging(runtime.secrets())
+
+    from bridge.cli import bridge_cli
+    from bridge.http import register_http
+
+    register_http(app)
+    app.cli.add_command(bridge_cli)
+    return app

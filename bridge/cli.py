@@ -1,0 +1,121 @@
+"""``flask --app wsgi bridge …``: worker, replay, migrate, sandbox, check."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from datetime import UTC, datetime
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from bridge.errors import BridgeError, ConfigError
+from bridge.replay import replay_event
+from bridge.runtime import get_runtime
+
+bridge_cli = AppGroup("bridge", help="spp-ticket-bridge commands.")
+log = logging.getLogger("bridge.cli")
+
+
+def fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+@bridge_cli.command("migrate")
+def migrate_command() -> None:
+    """Apply database migrations (the Procfile's release step; safe to run again)."""
+    from bridge.migrate import upgrade
+
+    upgrade(get_runtime().store.engine)
+    click.echo("database is up to date")
+
+
+@bridge_cli.command("worker")
+def worker_command() -> None:
+    """Deliver queued events to SPP until SIGTERM or Ctrl-C."""
+    from bridge.worker import NotifyListener, Worker
+
+    runtime = get_runtime()
+    try:
+        client = runtime.spp_client()
+    except ConfigError as exc:
+        fail(str(exc))
+    s = runtime.settings
+    worker = Worker(
+        runtime.store,
+        client,
+        runtime.retry_policy(),
+        concurrency=s.delivery_concurrency,
+        lease_seconds=s.lease_seconds,
+        poll_seconds=s.poll_seconds,
+        wake=runtime.wake,
+    )
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: worker.stop())
+    if runtime.store.is_postgres:
+        url = runtime.store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        NotifyListener(url, runtime.wake, worker.stopping).start()
+    worker.run()
+
+
+@bridge_cli.command("replay")
+@click.argument("event_id", required=False)
+@click.option("--failed", "all_failed", is_flag=True, help="Replay every failed event.")
+@click.option("--source", help="With --failed: only this source.")
+@click.option("--since", type=click.DateTime(), help="With --failed: received at or after (UTC).")
+@click.option("--force", is_flag=True, help="Also replay a delivered event (creates a new ticket).")
+def replay_command(
+    event_id: str | None, all_failed: bool, source: str | None, since: datetime | None, force: bool
+) -> None:
+    """Map an event again with the current configuration and queue it."""
+    runtime = get_runtime()
+    if bool(event_id) == all_failed:
+        fail("give either an EVENT_ID or --failed")
+    if all_failed:
+        since_utc = since.replace(tzinfo=UTC) if since else None
+        ids = runtime.store.event_ids("failed", source, since_utc)
+    else:
+        ids = [event_id or ""]
+    queued, refused = 0, 0
+    for n, eid in enumerate(ids, 1):
+        try:
+            replay_event(runtime, eid, force=force)
+            queued += 1
+            click.echo(f"[{n}/{len(ids)}] {eid}: queued")
+        except BridgeError as exc:
+            refused += 1
+            click.echo(f"[{n}/{len(ids)}] {eid}: {exc.message}", err=True)
+    click.echo(f"{queued} queued, {refused} not replayed")
+    if refused and not all_failed:
+        sys.exit(1)
+
+
+@bridge_cli.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8081, show_default=True, type=int)
+@click.option("--token", default="sandbox-token", show_default=True, help="Bearer token it accepts.")
+@click.option("--latency-ms", default=0, show_default=True, type=int, help="Delay before every answer.")
+@click.option(
+    "--fail-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share of requests answered 503."
+)
+def sandbox_command(host: str, port: int, token: str, latency_ms: int, fail_rate: float) -> None:
+    """Run the SPP simulator (the local run and the tests use it instead of a real workspace)."""
+    from bridge.sandbox import serve
+
+    serve(host, port, token, latency_ms, fail_rate)
+
+
+@bridge_cli.command("check")
+def check_command() -> None:
+    """Validate the configuration and print each source's URL."""
+    runtime = get_runtime()
+    base = current_app.config.get("BRIDGE_PUBLIC_URL") or f"http://localhost:{runtime.settings.port}"
+    click.echo(f"sources file {runtime.sources.path}: {len(runtime.sources.sources)} source(s)")
+    for source in runtime.sources.sources.values():
+        secret = "with secret" if source.secret else "no secret"
+        click.echo(f"  {source.name:<20} {source.kind:<10} {base}/hooks/{source.name}  ({secret})")
+    if not runtime.settings.spp_api_url:
+        click.echo("warning: SPP_API_URL is not set; web and worker will refuse to start", err=True)

@@ -1,0 +1,94 @@
+"""The bridge's named errors. ``bridge/http/errors.py`` maps them to HTTP answers in one place."""
+
+from __future__ import annotations
+
+from config.settings import ConfigError
+
+__all__ = [
+    "BadPayload",
+    "BridgeError",
+    "ConfigError",
+    "MappingFailed",
+    "PayloadTooLarge",
+    "RejectedPayload",
+    "StoreUnavailable",
+    "Unauthorized",
+    "UnknownSource",
+    "UnsupportedMediaType",
+]
+
+
+class BridgeError(Exception):
+    """Something a caller of the bridge did or sent that we answer with a 4xx or 503."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class Unauthorized(BridgeError):
+    """Missing or wrong secret, bad signature or stale timestamp."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class UnknownSource(BridgeError):
+    status = 404
+    code = "unknown_source"
+
+
+class PayloadTooLarge(BridgeError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(BridgeError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class BadPayload(BridgeError):
+    """The body cannot be parsed at all."""
+
+    status = 400
+    code = "bad_payload"
+
+
+class RejectedPayload(BridgeError):
+    """Parsed, but lacks what the kind requires.
+
+    422 by default; providers whose sender understands another code as "rejected, do
+    not retry" (Mailgun 406, Postmark 403) pass it as ``status``.
+    """
+
+    status = 422
+    code = "unprocessable"
+
+    def __init__(self, message: str, *, status: int | None = None, errors: object = None) -> None:
+        super().__init__(message, status=status)
+        self.errors = errors
+
+
+class StoreUnavailable(BridgeError):
+    """The database did not answer; the sender should retry."""
+
+    status = 503
+    code = "database_unavailable"
+
+
+class MappingFailed(Exception):
+    """The message could not be turned into a ticket request; the event is stored as failed.
+
+    ``reason`` is a short machine code (``unresolved_user``, ``invalid_ticket_request``).
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail

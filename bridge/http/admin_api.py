@@ -1,0 +1,75 @@
+"""The admin API (contract section 6): events, event detail, replay. Bearer BRIDGE_ADMIN_TOKEN."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from marshmallow import Schema, ValidationError
+from werkzeug.exceptions import NotFound
+
+from bridge.errors import BridgeError, Unauthorized
+from bridge.http.schemas import (
+    EventDetailSchema,
+    EventListQuerySchema,
+    EventListSchema,
+    ReplayedSchema,
+    ReplayQuerySchema,
+)
+from bridge.replay import UnknownEvent, replay_event
+from bridge.runtime import get_runtime
+
+admin_api = Blueprint("admin_api", __name__, url_prefix="/api")
+
+
+class BadQuery(BridgeError):
+    status = 400
+    code = "bad_query"
+
+
+@admin_api.before_request
+def require_admin_token() -> None:
+    check_admin_token(get_runtime().settings.admin_token)
+
+
+def check_admin_token(expected: str | None) -> None:
+    """No token configured: the admin surface does not exist (404). Otherwise bearer, constant time."""
+    if not expected:
+        raise NotFound()
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise Unauthorized("missing or wrong bearer token (BRIDGE_ADMIN_TOKEN)")
+
+
+def _query(schema: Schema) -> dict[str, Any]:
+    try:
+        return schema.load(request.args.to_dict())
+    except ValidationError as err:
+        raise BadQuery(f"invalid query: {err.normalized_messages()}") from None
+
+
+@admin_api.get("/events")
+def list_events() -> Response:
+    args = _query(EventListQuerySchema())
+    rows, cursor = get_runtime().store.list_events(
+        args.get("status"), args.get("source"), args["limit"], args.get("cursor")
+    )
+    return jsonify(EventListSchema().dump({"events": rows, "next_cursor": cursor}))
+
+
+@admin_api.get("/events/<event_id>")
+def event_detail(event_id: str) -> Response:
+    store = get_runtime().store
+    event = store.get_event(event_id)
+    if event is None:
+        raise UnknownEvent(f"no event {event_id!r}")
+    event["attempt_log"] = store.list_attempts(event_id)
+    return jsonify(EventDetailSchema().dump(event))
+
+
+@admin_api.post("/events/<event_id>/replay")
+def replay(event_id: str) -> Response:
+    force = _query(ReplayQuerySchema())["force"]
+    status = replay_event(get_runtime(), event_id, force=force)
+    return jsonify(ReplayedSchema().dump({"event_id": event_id, "status": status}))

@@ -1,0 +1,49 @@
+"""Every error becomes ``{"error": code, "message": text}`` here, and nowhere else."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from bridge.errors import BridgeError, RejectedPayload, StoreUnavailable
+
+log = logging.getLogger("bridge.http")
+
+
+def error_response(status: int, code: str, message: str, **extra: object) -> Response:
+    response = jsonify({"error": code, "message": message, **extra})
+    response.status_code = status
+    return response
+
+
+def _bridge_error(exc: BridgeError) -> Response:
+    extra = {"errors": exc.errors} if isinstance(exc, RejectedPayload) and exc.errors else {}
+    response = error_response(exc.status, exc.code, exc.message, **extra)
+    if isinstance(exc, StoreUnavailable):
+        response.headers["Retry-After"] = "5"
+        log.warning("answered 503: %s", exc.__cause__.__class__.__name__)
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="spp-ticket-bridge"'
+    return response
+
+
+def _http_error(exc: HTTPException) -> Response:
+    code = (exc.name or "error").lower().replace(" ", "_")
+    response = error_response(exc.code or 500, code, exc.description or exc.name or "error")
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":  # e.g. Allow on a 405
+            response.headers[name] = value
+    return response
+
+
+def _unexpected(exc: Exception) -> Response:
+    log.exception("unexpected error")
+    return error_response(500, "internal_error", "the bridge hit an unexpected error; it has been logged")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(BridgeError, _bridge_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)

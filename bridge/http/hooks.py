@@ -1,0 +1,110 @@
+"""``POST /hooks/<source>``: verify -> parse -> map -> store -> answer. No business logic here."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, redirect, request
+
+from bridge.errors import MappingFailed, UnknownSource
+from bridge.log import REDACTED
+from bridge.message import InboundMessage
+from bridge.providers import PROVIDERS, Provider
+from bridge.runtime import Runtime, get_runtime
+from bridge.sources import Source
+from bridge.store import NewEvent
+from bridge.tickets import build_ticket_request
+
+log = logging.getLogger("bridge.hooks")
+hooks = Blueprint("hooks", __name__)
+
+# never stored or logged, whatever the kind
+CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie")
+
+
+def new_event_id() -> str:
+    """Time-ordered, so that ordering by id is ordering by arrival."""
+    return f"evt_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
+
+
+@hooks.post("/hooks/<source_name>")
+def receive(source_name: str) -> Response:
+    runtime = get_runtime()
+    source = runtime.sources.sources.get(source_name)
+    if source is None:
+        raise UnknownSource(f"no source named {source_name!r} in the sources file")
+    provider = PROVIDERS[source.kind]
+    request.get_data(cache=True)  # raw bytes first: signatures cover them; 413 when too big
+    provider.verify(request, source)
+    provider.check_content_type(request)
+    message = provider.parse(request, source)
+    event_id, status, created = _store(runtime, source, provider, message)
+    if created and status == "queued":
+        runtime.wake.set()
+    log.info(
+        "%s event %s from %s: %s",
+        "accepted" if created else "duplicate",
+        event_id,
+        source.name,
+        status,
+        extra={"event_id": event_id},
+    )
+    return _answer(source, event_id, status, created)
+
+
+def _store(runtime: Runtime, source: Source, provider: Provider, message: InboundMessage) -> tuple[str, str, bool]:
+    event_id, received_at = new_event_id(), datetime.now(UTC)
+    status, ticket_request, last_error = "queued", None, None
+    if message.discard_reason:
+        status, last_error = "discarded", f"discarded: {message.discard_reason}"
+    else:
+        try:
+            ticket_request = build_ticket_request(message, source, runtime.sources, received_at, event_id)
+        except MappingFailed as exc:
+            status, last_error = "failed", str(exc)
+    new = NewEvent(
+        id=event_id,
+        source=source.name,
+        dedupe_key=message.dedupe_key,
+        status=status,
+        request_id=g.get("request_id"),
+        raw_request=raw_request(provider, source),
+        raw_body=_scrubbed_body(source),
+        message=message.to_dict(),
+        ticket_request=ticket_request,
+        last_error=last_error,
+        received_at=received_at,
+    )
+    return runtime.store.add_event(new)
+
+
+def raw_request(provider: Provider, source: Source) -> dict[str, Any]:
+    """Method, path, query and headers as received, credentials removed."""
+    hidden = {h.lower() for h in (*CREDENTIAL_HEADERS, *provider.secret_headers)}
+    headers = {k: (REDACTED if k.lower() in hidden else v) for k, v in request.headers.items()}
+    query = {k: (REDACTED if k == "token" else v) for k, v in request.args.items()}
+    return {"method": request.method, "path": request.path, "query": query, "headers": headers}
+
+
+def _scrubbed_body(source: Source) -> bytes:
+    body = request.get_data(cache=True)
+    if source.secret:
+        body = body.replace(source.secret.encode(), REDACTED.encode())
+    return body
+
+
+def _answer(source: Source, event_id: str, status: str, created: bool) -> Response:
+    if source.redirect and not _wants_json():
+        return redirect(source.redirect, code=303)  # type: ignore[return-value]
+    body: dict[str, Any] = {"event_id": event_id, "status": status}
+    if not created:
+        body["duplicate"] = True
+    return jsonify(body)
+
+
+def _wants_json() -> bool:
+    return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"

@@ -1,0 +1,125 @@
+"""/openapi.json, generated with apispec from the same marshmallow schemas the API dumps with."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+
+from bridge import __version__
+from bridge.http import schemas
+from bridge.spp_schema import StoreTicketRequestSchema
+
+
+def _json(schema: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json("Error", description)
+
+
+AUTH_ERRORS = {"401": _error("missing or wrong bearer token"), "404": _error("not found, or no admin token set")}
+EVENT_ID = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+HOOK_RESPONSES = {
+    "200": _json("Accepted", "stored and queued, or a duplicate of an earlier request"),
+    "303": {"description": "form source with a redirect, browser request"},
+    "400": _error("body that cannot be parsed"),
+    "401": _error("bad or missing secret or signature"),
+    "403": _error("Postmark: rejected, do not retry"),
+    "404": _error("unknown source"),
+    "406": _error("Mailgun: rejected, do not retry"),
+    "413": _error("body over BRIDGE_MAX_BODY_BYTES"),
+    "415": _error("content type the kind does not take"),
+    "422": _error("parsed, but lacks what the kind requires"),
+    "503": _error("database unavailable; retry"),
+}
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/hooks/{source}": {
+        "post": {
+            "summary": "Receive a webhook for a configured source",
+            "parameters": [{"name": "source", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"type": "object"}},
+                    "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                },
+            },
+            "responses": HOOK_RESPONSES,
+        }
+    },
+    "/api/events": {
+        "get": {
+            "summary": "Events, newest first",
+            "security": [{"bearer": []}],
+            "parameters": [{"in": "query", "schema": "EventListQuery"}],
+            "responses": {"200": _json("EventList", "a page of events"), "400": _error("bad query"), **AUTH_ERRORS},
+        }
+    },
+    "/api/events/{event_id}": {
+        "get": {
+            "summary": "One event with its ticket request and attempts",
+            "security": [{"bearer": []}],
+            "parameters": [EVENT_ID],
+            "responses": {"200": _json("EventDetail", "the event"), **AUTH_ERRORS},
+        }
+    },
+    "/api/events/{event_id}/replay": {
+        "post": {
+            "summary": "Map a failed or discarded event again and queue it (force: a delivered one too)",
+            "security": [{"bearer": []}],
+            "parameters": [EVENT_ID, {"in": "query", "schema": "ReplayQuery"}],
+            "responses": {
+                "200": _json("Replayed", "queued again"),
+                "400": _error("bad query"),
+                "409": _error("the event is not in a replayable state"),
+                "422": _error("the event still cannot be mapped to a ticket"),
+                **AUTH_ERRORS,
+            },
+        }
+    },
+    "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _json("Health", "running")}}},
+    "/readyz": {
+        "get": {
+            "summary": "Readiness: the database answers",
+            "responses": {"200": _json("Health", "ready"), "503": _error("database unavailable")},
+        }
+    },
+    "/openapi.json": {"get": {"summary": "This description", "responses": {"200": {"description": "OpenAPI 3"}}}},
+}
+
+SCHEMAS = {
+    "Error": schemas.ErrorSchema,
+    "Accepted": schemas.AcceptedSchema,
+    "EventSummary": schemas.EventSummarySchema,
+    "EventDetail": schemas.EventDetailSchema,
+    "EventList": schemas.EventListSchema,
+    "EventListQuery": schemas.EventListQuerySchema,
+    "ReplayQuery": schemas.ReplayQuerySchema,
+    "Replayed": schemas.ReplayedSchema,
+    "Attempt": schemas.AttemptSchema,
+    "Health": schemas.HealthSchema,
+    "StoreTicketRequest": StoreTicketRequestSchema,
+}
+
+
+@cache
+def openapi_spec() -> dict[str, Any]:
+    spec = APISpec(
+        title="spp-ticket-bridge",
+        version=__version__,
+        openapi_version="3.0.3",
+        plugins=[MarshmallowPlugin()],
+        info={"description": "Webhooks in, Service Provider Pro tickets out."},
+    )
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    for name, schema in SCHEMAS.items():
+        spec.components.schema(name, schema=schema)
+    for path, operations in PATHS.items():
+        spec.path(path=path, operations=operations)
+    return spec.to_dict()

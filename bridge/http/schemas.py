@@ -1,0 +1,78 @@
+"""marshmallow schemas of what the HTTP API answers; they also generate /openapi.json."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from bridge.spp_schema import StoreTicketRequestSchema
+
+STATUSES = ("queued", "delivering", "retrying", "delivered", "failed", "discarded")
+
+
+class ErrorSchema(Schema):
+    error = fields.String(required=True)
+    message = fields.String(required=True)
+
+
+class AcceptedSchema(Schema):
+    event_id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    duplicate = fields.Boolean()
+
+
+class EventSummarySchema(Schema):
+    id = fields.String(required=True)
+    source = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    ticket_id = fields.Integer(allow_none=True)
+    attempts = fields.Integer(required=True, metadata={"description": "requests sent to SPP so far"})
+    last_error = fields.String(allow_none=True)
+    spp_request_id = fields.String(allow_none=True)
+    received_at = fields.AwareDateTime(required=True)
+    delivered_at = fields.AwareDateTime(allow_none=True)
+    next_attempt_at = fields.AwareDateTime(allow_none=True)
+
+
+class AttemptSchema(Schema):
+    number = fields.Integer(required=True)
+    started_at = fields.AwareDateTime(required=True)
+    duration_ms = fields.Integer(required=True)
+    outcome = fields.String(required=True, validate=validate.OneOf(("delivered", "retry", "failed")))
+    http_status = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    ambiguous = fields.Boolean(required=True)
+    ticket_id = fields.Integer(allow_none=True)
+    spp_request_id = fields.String(allow_none=True)
+    response_excerpt = fields.String(allow_none=True)
+
+
+class EventDetailSchema(EventSummarySchema):
+    ticket_request = fields.Nested(StoreTicketRequestSchema, allow_none=True)
+    message = fields.Dict(allow_none=True, metadata={"description": "the normalized inbound message"})
+    request_id = fields.String(allow_none=True)
+    attempt_log = fields.List(fields.Nested(AttemptSchema), metadata={"description": "one entry per attempt"})
+
+
+class EventListSchema(Schema):
+    events = fields.List(fields.Nested(EventSummarySchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class EventListQuerySchema(Schema):
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    source = fields.String(validate=validate.Length(max=100))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    cursor = fields.String(validate=validate.Length(max=40))
+
+
+class ReplayQuerySchema(Schema):
+    force = fields.Boolean(load_default=False)
+
+
+class ReplayedSchema(Schema):
+    event_id = fields.String(required=True)
+    status = fields.String(required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)

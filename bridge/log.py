@@ -1,0 +1,66 @@
+"""Logging: request and event ids on every line, and secrets scrubbed before anything is written."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s evt=%(event_id)s] %(message)s"
+REDACTED = "[REDACTED]"
+
+
+class ContextFilter(logging.Filter):
+    """Fills ``request_id``/``event_id`` (from ``extra=`` or the current Flask request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = _current_request_id()
+        if not hasattr(record, "event_id"):
+            record.event_id = "-"
+        return True
+
+
+class SecretsFilter(logging.Filter):
+    """Replaces every configured secret that appears in a formatted log message."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = scrub(message, self.secrets)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def _current_request_id() -> str:
+    try:
+        from flask import g, has_request_context
+
+        return str(g.get("request_id", "-")) if has_request_context() else "-"
+    except ImportError:  # pragma: no cover
+        return "-"
+
+
+def configure_logging(secrets: Iterable[str], level: int = logging.INFO) -> None:
+    """Install one stderr handler on the root logger (idempotent: the filter list is refreshed)."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, "_bridge", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler._bridge = True  # type: ignore[attr-defined]
+        handler.setFormatter(logging.Formatter(FORMAT))
+        root.addHandler(handler)
+    handler.filters = [ContextFilter(), SecretsFilter(secrets)]
+    root.setLevel(level)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)

@@ -1,0 +1,37 @@
+"""The normalized inbound message every provider produces, whatever the sender."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Attachment:
+    name: str
+    content_type: str
+    size: int
+
+
+@dataclass
+class InboundMessage:
+    """One webhook, normalized.
+
+    ``dedupe_key`` identifies a repeat of the same webhook for the same source (see the
+    kinds table of the contract). ``discard_reason`` is set when the message must be
+    stored but create no ticket (automatic replies, spam).
+    """
+
+    dedupe_key: str
+    email: str | None = None
+    name: str | None = None
+    subject: str | None = None
+    body: str = ""
+    html: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    attachments: list[Attachment] = field(default_factory=list)
+    message_id: str | None = None
+    discard_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,74 @@
+"""The interface every inbound kind implements: verify the raw request, then parse it.
+
+The HTTP layer (bridge/http/hooks.py) calls, in this order: ``check_content_type``,
+``verify`` (on the raw bytes, before any parsing) and ``parse``, which returns one
+:class:`InboundMessage`. A provider never touches the database or SPP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any, ClassVar
+
+from marshmallow import Schema, ValidationError
+from werkzeug import Request
+
+from bridge.errors import RejectedPayload, Unauthorized, UnsupportedMediaType
+from bridge.message import InboundMessage
+from bridge.sources import Source
+
+
+class Provider:
+    kind: ClassVar[str]
+    content_types: ClassVar[tuple[str, ...]]
+    requires_secret: ClassVar[bool] = True
+    # source keys this kind understands beyond the common ones (e.g. honeypot)
+    options: ClassVar[tuple[str, ...]] = ()
+    # the status this sender reads as "rejected, do not retry" (contract section 4)
+    reject_status: ClassVar[int] = 422
+    # headers whose values are credentials: never stored, logged or shown
+    secret_headers: ClassVar[tuple[str, ...]] = ()
+
+    def check_content_type(self, request: Request) -> None:
+        if request.mimetype not in self.content_types:
+            accepted = ", ".join(self.content_types)
+            raise UnsupportedMediaType(
+                f"content type {request.mimetype or 'none'!r} is not accepted by a "
+                f"'{self.kind}' source (send {accepted})"
+            )
+
+    def verify(self, request: Request, source: Source) -> None:
+        raise NotImplementedError
+
+    def parse(self, request: Request, source: Source) -> InboundMessage:
+        raise NotImplementedError
+
+    def load(self, schema: Schema, data: Any) -> Any:
+        """Load ``data`` with a marshmallow schema; field errors become this kind's reject answer."""
+        try:
+            return schema.load(data)
+        except ValidationError as err:
+            raise RejectedPayload(
+                f"the payload lacks what a '{self.kind}' source requires: {err.normalized_messages()}",
+                status=self.reject_status,
+                errors=err.normalized_messages(),
+            ) from None
+
+
+def body_hash(request: Request) -> str:
+    return "sha256:" + hashlib.sha256(request.get_data(cache=True)).hexdigest()
+
+
+class TokenAuth:
+    """The bridge's own shared secret: ``X-Bridge-Token`` header or ``?token=`` query value."""
+
+    header = "X-Bridge-Token"
+    secret_headers: ClassVar[tuple[str, ...]] = (header,)
+
+    def verify(self, request: Request, source: Source) -> None:
+        if not source.secret:
+            return
+        given = request.headers.get(self.header) or request.args.get("token") or ""
+        if not hmac.compare_digest(given.encode(), source.secret.encode()):
+            raise Unauthorized(f"missing or wrong {self.header} header (or ?token= value)")

@@ -1,0 +1,41 @@
+"""``form``: an HTML form posted straight from a website (urlencoded or multipart)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from werkzeug import Request
+
+from bridge.errors import RejectedPayload
+from bridge.message import Attachment, InboundMessage
+from bridge.providers.base import Provider, TokenAuth, body_hash
+from bridge.providers.fields import SubmittedMessageSchema, pick_message_fields
+from bridge.sources import Source
+
+
+class FormProvider(TokenAuth, Provider):
+    kind = "form"
+    content_types = ("application/x-www-form-urlencoded", "multipart/form-data")
+    requires_secret = False
+
+    def parse(self, request: Request, source: Source) -> InboundMessage:
+        form = request.form
+        data: dict[str, Any] = {}
+        for key in form:
+            values = form.getlist(key)
+            data[key] = values[0] if len(values) == 1 else values
+        files = [
+            Attachment(name=f.filename or name, content_type=f.mimetype or "", size=_size(f.stream))
+            for name, f in request.files.items(multi=True)
+        ]
+        if not data and not files:
+            raise RejectedPayload("the form has no fields", status=self.reject_status)
+        picked = self.load(SubmittedMessageSchema(), pick_message_fields(data, source))
+        return InboundMessage(dedupe_key=body_hash(request), fields=data, attachments=files, **picked)
+
+
+def _size(stream: Any) -> int:
+    stream.seek(0, 2)
+    size = int(stream.tell())
+    stream.seek(0)
+    return size

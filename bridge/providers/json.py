@@ -1,0 +1,40 @@
+"""``json``: any JSON object, e.g. from a website back end or a no-code tool."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from werkzeug import Request
+
+from bridge.errors import BadPayload, RejectedPayload
+from bridge.message import InboundMessage
+from bridge.providers.base import Provider, TokenAuth, body_hash
+from bridge.providers.fields import SubmittedMessageSchema, pick_message_fields
+from bridge.sources import Source
+
+MAX_KEY_LENGTH = 200
+
+
+class JsonProvider(TokenAuth, Provider):
+    kind = "json"
+    content_types = ("application/json",)
+    requires_secret = False
+
+    def parse(self, request: Request, source: Source) -> InboundMessage:
+        try:
+            data = json.loads(request.get_data(cache=True))
+        except (ValueError, RecursionError):
+            raise BadPayload("the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise RejectedPayload("the JSON body must be an object", status=self.reject_status)
+        picked = self.load(SubmittedMessageSchema(), pick_message_fields(data, source))
+        return InboundMessage(dedupe_key=self.dedupe_key(request), fields=data, **picked)
+
+    def dedupe_key(self, request: Request) -> str:
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if not key:
+            return body_hash(request)
+        if len(key) > MAX_KEY_LENGTH:
+            return "idempotency-sha256:" + hashlib.sha256(key.encode()).hexdigest()
+        return f"idempotency:{key}"

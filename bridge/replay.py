@@ -1,0 +1,68 @@
+"""Replay: map a stored event again with the current configuration and queue it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge.errors import BridgeError, MappingFailed
+from bridge.message import Attachment, InboundMessage
+from bridge.runtime import Runtime
+from bridge.tickets import build_ticket_request
+
+REPLAYABLE = ("failed", "discarded")
+
+
+class UnknownEvent(BridgeError):
+    status = 404
+    code = "unknown_event"
+
+
+class ReplayConflict(BridgeError):
+    status = 409
+    code = "not_replayable"
+
+
+class ReplayMappingFailed(BridgeError):
+    """The event still cannot become a ticket; it stays failed with the new reason."""
+
+    status = 422
+
+    def __init__(self, exc: MappingFailed) -> None:
+        super().__init__(f"still cannot map the event: {exc.detail}")
+        self.code = exc.reason
+
+
+def message_from_dict(data: dict[str, Any]) -> InboundMessage:
+    attachments = [Attachment(**a) for a in data.get("attachments") or []]
+    return InboundMessage(**{**data, "attachments": attachments})
+
+
+def replay_event(runtime: Runtime, event_id: str, force: bool = False) -> str:
+    """Re-queue a failed or discarded event (``force``: a delivered one too); returns the new status."""
+    found = runtime.store.message_of(event_id)
+    if found is None:
+        raise UnknownEvent(f"no event {event_id!r}")
+    source_name, message, received_at = found
+    allowed = (*REPLAYABLE, "delivered") if force else REPLAYABLE
+    source = runtime.sources.sources.get(source_name)
+    now = datetime.now(UTC)
+    try:
+        if source is None:
+            raise MappingFailed("unknown_source", f"source {source_name!r} is no longer in the sources file")
+        request = build_ticket_request(message_from_dict(message), source, runtime.sources, received_at, event_id)
+    except MappingFailed as exc:
+        if not runtime.store.requeue(event_id, allowed, {"status": "failed", "last_error": str(exc)}, now):
+            raise _conflict(runtime, event_id, force) from None
+        raise ReplayMappingFailed(exc) from None
+    if not runtime.store.requeue(event_id, allowed, {"ticket_request": request}, now):
+        raise _conflict(runtime, event_id, force)
+    runtime.wake.set()
+    return "queued"
+
+
+def _conflict(runtime: Runtime, event_id: str, force: bool) -> ReplayConflict:
+    event = runtime.store.get_event(event_id)
+    status = event["status"] if event else "unknown"
+    hint = "" if force or status != "delivered" else " (use force=true to deliver it again)"
+    return ReplayConflict(f"event {event_id} is {status}; only failed or discarded events are replayed{hint}")

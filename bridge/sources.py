@@ -1,0 +1,233 @@
+"""The sources file (contract section 3): load, expand ``${VAR}``, validate, compile templates.
+
+Everything that can be wrong with the file is found here, at start-up, and reported as
+one :class:`ConfigError` line naming the file, the source and the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import yaml
+from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+
+from bridge.errors import ConfigError
+from bridge.spp_schema import StrictInteger
+
+TICKET_KEYS = ("user_id", "subject", "note", "tags", "employees", "status", "order", "metadata")
+FIELD_KEYS = ("email_field", "name_field", "subject_field", "body_field")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+# Sender-controlled values reach templates only as data: the immutable sandbox refuses
+# attribute tricks and mutation, and nothing in the context can read files or the network.
+template_env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+
+
+class KindInfo(Protocol):
+    """What the sources file needs to know about a kind (see bridge/providers/base.py)."""
+
+    @property
+    def requires_secret(self) -> bool: ...
+
+    @property
+    def options(self) -> tuple[str, ...]: ...
+
+
+@dataclass
+class Source:
+    name: str
+    kind: str
+    secret: str | None = field(default=None, repr=False)
+    redirect: str | None = None
+    clients: dict[str, int] | None = None
+    ticket: dict[str, Any] = field(default_factory=dict)  # values compiled to Templates
+    email_field: str | None = None
+    name_field: str | None = None
+    subject_field: str | None = None
+    body_field: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SourcesConfig:
+    path: str
+    sources: dict[str, Source]
+    clients: dict[str, int] = field(default_factory=dict)
+    default_user_id: int | None = None
+
+    def secrets(self) -> list[str]:
+        return [s.secret for s in self.sources.values() if s.secret]
+
+
+class _ClientMap(fields.Dict):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(keys=fields.String(validate=validate.Length(min=1)), values=StrictInteger(), **kwargs)
+
+
+class _SourceSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE  # kind-specific options are checked against the kind below
+
+    kind = fields.String(required=True)
+    secret = fields.String(allow_none=True)
+    redirect = fields.Url(require_tld=False)
+    clients = _ClientMap(allow_none=True)
+    ticket = fields.Dict(keys=fields.String(validate=validate.OneOf(TICKET_KEYS)))
+    email_field = fields.String()
+    name_field = fields.String()
+    subject_field = fields.String()
+    body_field = fields.String()
+
+
+class _DefaultsSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    user_id = StrictInteger()
+
+
+class _FileSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    defaults = fields.Nested(_DefaultsSchema)
+    clients = _ClientMap()
+    sources = fields.Dict(keys=fields.String(), values=fields.Raw(), required=True)
+
+
+def load_sources(path: str, kinds: Mapping[str, KindInfo], env: Mapping[str, str] | None = None) -> SourcesConfig:
+    env = os.environ if env is None else env
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must be a mapping with a 'sources' key")
+    data = _expand(raw, env, path, ())
+    top = _load(_FileSchema(), data, path, ())
+    sources = {name: _source(path, name, spec, kinds) for name, spec in top["sources"].items()}
+    return SourcesConfig(
+        path=path,
+        sources=sources,
+        clients=_normalize_clients(top.get("clients") or {}),
+        default_user_id=top.get("defaults", {}).get("user_id"),
+    )
+
+
+def _expand(value: Any, env: Mapping[str, str], path: str, where: tuple[str, ...]) -> Any:
+    """Replace ``${VAR}`` (or ``${VAR:-default}``) in every string value."""
+    if isinstance(value, dict):
+        return {k: _expand(v, env, path, (*where, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env, path, (*where, str(i))) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{path}: {'.'.join(where)}: environment variable {name} is not set")
+
+    return _VAR.sub(substitute, value)
+
+
+def _load(schema: Schema, data: Any, path: str, where: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        return schema.load(data)
+    except ValidationError as err:
+        key, message = _first_error(err.messages)
+        raise ConfigError(f"{path}: {'.'.join((*where, *key))}: {message}") from None
+
+
+def _first_error(messages: Any, key: tuple[str, ...] = ()) -> tuple[tuple[str, ...], str]:
+    if isinstance(messages, dict):
+        name, inner = next(iter(messages.items()))
+        # marshmallow reports Dict key/value errors under "key"/"value" below the entry
+        return _first_error(inner, key if name in ("key", "value") else (*key, str(name)))
+    if isinstance(messages, list):
+        return key, str(messages[0]) if messages else "invalid"
+    return key, str(messages)
+
+
+def _source(path: str, name: str, spec: Any, kinds: Mapping[str, KindInfo]) -> Source:
+    where = ("sources", name)
+    if not SOURCE_NAME.match(name):
+        raise ConfigError(f"{path}: sources.{name}: a source name may hold letters, digits, '_', '-', '.'")
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: sources.{name}: must be a mapping with at least 'kind'")
+    loaded = _load(_SourceSchema(), spec, path, where)
+    kind = kinds.get(loaded["kind"])
+    if kind is None:
+        known = ", ".join(sorted(kinds))
+        raise ConfigError(f"{path}: sources.{name}.kind: unknown kind {loaded['kind']!r} (known: {known})")
+    known_keys = set(_SourceSchema().fields) | set(kind.options)
+    for key in spec:
+        if key not in known_keys:
+            raise ConfigError(f"{path}: sources.{name}.{key}: unknown key for kind {loaded['kind']!r}")
+    if kind.requires_secret and not loaded.get("secret"):
+        raise ConfigError(f"{path}: sources.{name}.secret: kind {loaded['kind']!r} needs a secret")
+    if loaded.get("redirect") and loaded["kind"] != "form":
+        raise ConfigError(f"{path}: sources.{name}.redirect: only 'form' sources redirect")
+    clients = loaded.get("clients")
+    return Source(
+        name=name,
+        kind=loaded["kind"],
+        secret=loaded.get("secret") or None,
+        redirect=loaded.get("redirect"),
+        clients=_normalize_clients(clients) if clients is not None else None,
+        ticket=_compile_ticket(path, name, loaded.get("ticket") or {}),
+        options={k: spec[k] for k in kind.options if k in spec},
+        **{k: loaded.get(k) for k in FIELD_KEYS},
+    )
+
+
+def _normalize_clients(clients: Mapping[str, int]) -> dict[str, int]:
+    return {address.strip().lower(): user_id for address, user_id in clients.items()}
+
+
+def _compile_ticket(path: str, source: str, ticket: dict[str, Any]) -> dict[str, Any]:
+    compiled = {}
+    for key, value in ticket.items():
+        where = f"{path}: sources.{source}.ticket.{key}"
+        if key in ("tags", "employees") and not isinstance(value, list):
+            raise ConfigError(f"{where}: must be a list")
+        if key == "metadata" and not isinstance(value, dict):
+            raise ConfigError(f"{where}: must be a mapping of names to values")
+        if key not in ("tags", "employees", "metadata") and isinstance(value, (list, dict)):
+            raise ConfigError(f"{where}: must be a single value")
+        compiled[key] = _compile(value, where)
+    return compiled
+
+
+def _compile(value: Any, where: str) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _compile(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_compile(v, f"{where}.{i}") for i, v in enumerate(value)]
+    if isinstance(value, str):
+        try:
+            return template_env.from_string(value)
+        except TemplateSyntaxError as exc:
+            raise ConfigError(f"{where}: template error on line {exc.lineno}: {exc.message}") from None
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    raise ConfigError(f"{where}: unsupported value {value!r}")
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, Template)

@@ -1,0 +1,144 @@
+"""Ticket mapping: an :class:`InboundMessage` and its source become one StoreTicketRequest.
+
+Templates were compiled from the sources file at start-up; here they are rendered with
+the message as data. The result is always checked against the SPP schema, so a request
+that leaves this module is one SPP documents.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from jinja2 import Template
+from jinja2.exceptions import TemplateError
+from jinja2.sandbox import SecurityError
+
+from bridge.errors import MappingFailed
+from bridge.message import InboundMessage
+from bridge.sources import Source, SourcesConfig
+from bridge.spp_schema import validate_ticket_request
+
+_INTEGER = re.compile(r"^\s*-?\d+\s*$")
+
+
+def template_context(message: InboundMessage, source: Source, received_at: datetime) -> dict[str, Any]:
+    return {
+        "email": message.email or "",
+        "name": message.name or "",
+        "subject": message.subject or "",
+        "body": message.body or "",
+        "html": message.html or "",
+        "fields": message.fields,
+        "source": source.name,
+        "message_id": message.message_id or "",
+        "received_at": received_at.isoformat(),
+        "attachments": [{"name": a.name, "content_type": a.content_type, "size": a.size} for a in message.attachments],
+    }
+
+
+def build_ticket_request(
+    message: InboundMessage,
+    source: Source,
+    config: SourcesConfig,
+    received_at: datetime,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """Render the source's ``ticket`` mapping into a validated StoreTicketRequest.
+
+    Raises :class:`MappingFailed` (``unresolved_user``, ``template_error`` or
+    ``invalid_ticket_request``); the caller stores the event as failed with that reason.
+    """
+    context = template_context(message, source, received_at)
+    rendered = {key: _render(value, context, key) for key, value in source.ticket.items()}
+    request: dict[str, Any] = {
+        "user_id": _user_id(rendered.get("user_id"), message, source, config),
+        "subject": _text(rendered.get("subject")) or message.subject or f"{source.name} submission",
+    }
+    note = _text(rendered["note"]) if "note" in rendered else _default_note(message)
+    if note:
+        request["note"] = note
+    if _text(rendered.get("status")):
+        request["status"] = _integer(rendered["status"], "status")
+    employees = [_integer(v, "employees") for v in rendered.get("employees", []) if _text(v)]
+    if employees:
+        request["employees"] = employees
+    tags = [_text(v) for v in rendered.get("tags", []) if _text(v)]
+    if tags:
+        request["tags"] = tags
+    if _text(rendered.get("order")):
+        request["order"] = _text(rendered["order"])
+    metadata = {k: _text(v) for k, v in rendered.get("metadata", {}).items() if _text(v)}
+    if event_id:
+        metadata["bridge_event_id"] = event_id
+    if metadata:
+        request["metadata"] = metadata
+    errors = validate_ticket_request(request)
+    if errors:
+        raise MappingFailed("invalid_ticket_request", f"StoreTicketRequest refused: {errors}")
+    return request
+
+
+def with_event_id(request: dict[str, Any], event_id: str) -> dict[str, Any]:
+    return {**request, "metadata": {**request.get("metadata", {}), "bridge_event_id": event_id}}
+
+
+def _render(value: Any, context: dict[str, Any], key: str) -> Any:
+    if isinstance(value, Template):
+        try:
+            return value.render(context)
+        except (SecurityError, TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+            raise MappingFailed("template_error", f"ticket.{key}: {type(exc).__name__}: {exc}") from None
+    if isinstance(value, list):
+        return [_render(v, context, key) for v in value]
+    if isinstance(value, dict):
+        return {k: _render(v, context, f"{key}.{k}") for k, v in value.items()}
+    return value
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return str(value).strip()
+
+
+def _integer(value: Any, key: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = _text(value)
+    if not _INTEGER.match(text):
+        raise MappingFailed("invalid_ticket_request", f"ticket.{key}: {text[:100]!r} is not an integer")
+    return int(text)
+
+
+def _user_id(rendered: Any, message: InboundMessage, source: Source, config: SourcesConfig) -> int:
+    """Resolve the SPP user in the contract's order: template, source clients, clients, default."""
+    if isinstance(rendered, int) and not isinstance(rendered, bool):
+        return rendered
+    if _INTEGER.match(_text(rendered)):
+        return int(_text(rendered))
+    email = (message.email or "").strip().lower()
+    for clients in (source.clients, config.clients):
+        found = lookup_client(clients or {}, email)
+        if found is not None:
+            return found
+    if config.default_user_id is not None:
+        return config.default_user_id
+    who = email or "a sender without an email address"
+    raise MappingFailed("unresolved_user", f"no client matches {who} and the sources file sets no defaults.user_id")
+
+
+def lookup_client(clients: dict[str, int], email: str) -> int | None:
+    if not email:
+        return None
+    if email in clients:
+        return clients[email]
+    domain = email.rpartition("@")[2]
+    return clients.get(f"@{domain}") if domain else None
+
+
+def _default_note(message: InboundMessage) -> str:
+    sender = " ".join(p for p in (message.name, f"<{message.email}>" if message.email else "") if p)
+    body = message.body or ""
+    return f"From: {sender}\n\n{body}".strip() if sender else body.strip()

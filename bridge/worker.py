@@ -1,0 +1,267 @@
+"""The delivery worker: claim due events, send each to SPP, record what happened.
+
+One loop per process claims at most as many events as it has free delivery threads
+(``BRIDGE_DELIVERY_CONCURRENCY``). It wakes up when told (a PostgreSQL NOTIFY, or an
+in-process event set by the web layer) and otherwise polls every ``poll_seconds``.
+On stop it sends nothing new, waits for in-flight requests for ``grace_seconds`` and
+hands back whatever is still open as an ambiguous attempt, so another worker can go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from bridge.retry import Decision, RetryPolicy, decide
+from bridge.spp_client import Outcome, SppClient
+from bridge.store import NOTIFY_CHANNEL, Claim, Store
+
+log = logging.getLogger("bridge.worker")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        client: SppClient,
+        policy: RetryPolicy,
+        *,
+        concurrency: int = 4,
+        lease_seconds: float = 120.0,
+        poll_seconds: float = 0.5,
+        grace_seconds: float = 8.0,
+        wake: threading.Event | None = None,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.policy = policy
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.grace_seconds = grace_seconds
+        self.wake = wake or threading.Event()
+        self.owner = worker_name()
+        self.stopping = threading.Event()
+        self._inbox: queue.Queue[Claim | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, Claim] = {}
+        self._threads: list[threading.Thread] = []
+
+    # --- the loop --------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Deliver until :meth:`stop` is called, then shut down gracefully."""
+        self._start_threads()
+        log.info("worker %s started: %d deliveries in flight at most", self.owner, self.concurrency)
+        while not self.stopping.is_set():
+            claimed = self._claim_due()
+            if not claimed:
+                self.wake.wait(self.poll_seconds)
+                self.wake.clear()
+        self._shutdown()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def run_until_idle(self, timeout: float = 30.0) -> None:
+        """Deliver everything that is due now, then return (tests and one-off runs)."""
+        self._start_threads()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            claimed = self._claim_due()
+            with self._lock:
+                idle = not self._in_flight and self._inbox.empty()
+            if not claimed and idle:
+                break
+            time.sleep(0.01)
+        self.stop()
+        self._shutdown()
+
+    def _claim_due(self) -> int:
+        with self._lock:
+            free = self.concurrency - len(self._in_flight)
+        if free <= 0:
+            self.wake.wait(self.poll_seconds)
+            self.wake.clear()
+            return 0
+        try:
+            now = utcnow()
+            self.store.expire_leases(now)
+            claims = self.store.claim(self.owner, free, self.lease_seconds, now)
+        except SQLAlchemyError as exc:
+            log.warning("cannot claim events (database unavailable?): %s", type(exc).__name__)
+            self.stopping.wait(min(5.0, self.poll_seconds * 4))
+            return 0
+        for claim in claims:
+            with self._lock:
+                self._in_flight[claim.event_id] = claim
+            self._inbox.put(claim)
+        return len(claims)
+
+    # --- delivery threads ------------------------------------------------------------
+
+    def _start_threads(self) -> None:
+        if self._threads:
+            return
+        for n in range(self.concurrency):
+            thread = threading.Thread(target=self._deliver_loop, name=f"delivery-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _deliver_loop(self) -> None:
+        while True:
+            claim = self._inbox.get()
+            if claim is None:
+                return
+            try:
+                self.deliver(claim)
+            except Exception:  # a bug must not kill the thread; the lease expiry recovers the event
+                log.exception("delivery of %s crashed", claim.event_id, extra=_extra(claim))
+            finally:
+                with self._lock:
+                    self._in_flight.pop(claim.event_id, None)
+                self.wake.set()
+
+    def deliver(self, claim: Claim) -> None:
+        if self.stopping.is_set():
+            self.store.release(claim, utcnow())
+            return
+        outcome = self.client.create_ticket(claim.ticket_request, claim.request_id)
+        now = utcnow()
+        decision = decide(self.policy, outcome, claim.attempt, claim.received_at, now)
+        log.info(
+            "attempt %d for %s: %s (HTTP %s, %d ms)%s",
+            claim.attempt,
+            claim.event_id,
+            decision.status,
+            outcome.http_status or "-",
+            outcome.duration_ms,
+            f" ticket {outcome.ticket_id}" if outcome.ticket_id else f": {outcome.error}",
+            extra=_extra(claim),
+        )
+        self._record(claim, outcome, decision, now)
+
+    def _record(self, claim: Claim, outcome: Outcome, decision: Decision, now: datetime) -> None:
+        """Write the attempt; keep trying while the database is away, since SPP may hold a ticket."""
+        attempt = attempt_row(outcome, now)
+        changes = event_changes(outcome, decision, now)
+        delay = 0.5
+        while True:
+            try:
+                if not self.store.finish(claim, attempt, changes, now):
+                    log.warning("lease on %s was lost; attempt recorded only", claim.event_id, extra=_extra(claim))
+                return
+            except SQLAlchemyError as exc:
+                if self.stopping.is_set() and delay > self.grace_seconds:
+                    log.error("could not record attempt for %s: %s", claim.event_id, exc, extra=_extra(claim))
+                    return
+                log.warning("database unavailable recording %s; retrying", claim.event_id, extra=_extra(claim))
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # --- shutdown --------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + self.grace_seconds
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._in_flight:
+                    break
+            time.sleep(0.05)
+        with self._lock:
+            left = list(self._in_flight.values())
+        for claim in left:
+            self._hand_back(claim)
+        for _ in self._threads:
+            self._inbox.put(None)
+        log.info("worker %s stopped (%d in-flight deliveries handed back)", self.owner, len(left))
+
+    def _hand_back(self, claim: Claim) -> None:
+        now = utcnow()
+        outcome = Outcome("retry", 0, ambiguous=True, error="worker stopped while waiting for SPP's answer")
+        try:
+            self.store.finish(
+                claim,
+                attempt_row(outcome, now),
+                {"status": "retrying", "next_attempt_at": now, "last_error": outcome.error},
+                now,
+            )
+        except SQLAlchemyError:
+            log.error("could not hand back %s; its lease will expire", claim.event_id, extra=_extra(claim))
+
+
+def attempt_row(outcome: Outcome, now: datetime) -> dict[str, Any]:
+    return {
+        "started_at": datetime.fromtimestamp(now.timestamp() - outcome.duration_ms / 1000, UTC),
+        "duration_ms": outcome.duration_ms,
+        "outcome": outcome.result,
+        "http_status": outcome.http_status,
+        "error": outcome.error,
+        "ambiguous": outcome.ambiguous,
+        "ticket_id": outcome.ticket_id,
+        "spp_request_id": outcome.spp_request_id,
+        "response_excerpt": outcome.response_excerpt,
+    }
+
+
+def event_changes(outcome: Outcome, decision: Decision, now: datetime) -> dict[str, Any]:
+    changes: dict[str, Any] = {"status": decision.status, "last_error": decision.reason}
+    if decision.status == "delivered":
+        changes.update(
+            ticket_id=outcome.ticket_id, spp_request_id=outcome.spp_request_id, delivered_at=now, next_attempt_at=None
+        )
+    elif decision.status == "retrying":
+        changes["next_attempt_at"] = decision.next_attempt_at
+    else:
+        changes["next_attempt_at"] = None
+    return changes
+
+
+def _extra(claim: Claim) -> dict[str, str]:
+    return {"event_id": claim.event_id, "request_id": claim.request_id or "-"}
+
+
+class NotifyListener:
+    """Sets ``wake`` on every PostgreSQL NOTIFY of new events; reconnects when the database returns."""
+
+    def __init__(self, conninfo: str, wake: threading.Event, stopping: threading.Event) -> None:
+        self.conninfo = conninfo
+        self.wake = wake
+        self.stopping = stopping
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self._run, name="notify-listener", daemon=True)
+        thread.start()
+        return thread
+
+    def _run(self) -> None:
+        import psycopg
+
+        while not self.stopping.is_set():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=3) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    while not self.stopping.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self.wake.set()
+            except psycopg.Error as exc:
+                log.warning("LISTEN connection lost (%s); polling until it is back", type(exc).__name__)
+                self.stopping.wait(2.0)

@@ -1,0 +1,131 @@
+"""Settings read once from the environment (contract section 2).
+
+Every value is parsed and checked here, at start-up; a bad value raises
+:class:`ConfigError` whose message is the one line an operator sees.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the file or variable and key."""
+
+
+DEFAULT_API_VERSION = "2024-03-05"
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    spp_api_url: str | None = None
+    spp_api_token: str | None = field(default=None, repr=False)
+    spp_api_version: str = DEFAULT_API_VERSION
+    database_url: str = ""  # empty: the app factory picks a SQLite file under instance/
+    sources_file: str = "config/sources.yml"
+    admin_token: str | None = field(default=None, repr=False)
+    embedded_worker: bool = False
+    max_body_bytes: int = 10 * MIB
+    delivery_concurrency: int = 4
+    max_attempts: int = 12
+    retry_base_seconds: float = 30.0
+    retry_max_seconds: float = 3600.0
+    max_retry_age_seconds: float = 72 * 3600.0
+    lease_seconds: float = 120.0
+    spp_connect_timeout: float = 5.0
+    spp_read_timeout: float = 30.0
+    poll_seconds: float = 0.5
+    port: int = 8000
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
+        settings = replace(self, **overrides)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.spp_api_url and not self.spp_api_token:
+            raise ConfigError("SPP_API_TOKEN: must be set when SPP_API_URL is set")
+        if self.spp_api_url and not self.spp_api_url.startswith(("http://", "https://")):
+            raise ConfigError("SPP_API_URL: must start with http:// or https://")
+        if self.lease_seconds <= self.spp_read_timeout:
+            raise ConfigError(f"BRIDGE_LEASE_SECONDS: must exceed the {self.spp_read_timeout:g} s read timeout")
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise ConfigError("BRIDGE_RETRY_MAX_SECONDS: must not be below BRIDGE_RETRY_BASE_SECONDS")
+
+    def require_spp(self) -> None:
+        """The processes that deliver (web, worker) cannot run without an SPP workspace."""
+        if not self.spp_api_url:
+            raise ConfigError("SPP_API_URL: not set (the workspace URL, e.g. https://acme.spp.co)")
+
+
+def _str(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = _str(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _str(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}: must be greater than 0, got {raw}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _str(env, name)
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: {raw!r} is not true or false")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read every setting from ``env`` (default: ``os.environ``)."""
+    env = os.environ if env is None else env
+    settings = Settings(
+        spp_api_url=(_str(env, "SPP_API_URL") or "").rstrip("/") or None,
+        spp_api_token=_str(env, "SPP_API_TOKEN"),
+        spp_api_version=_str(env, "SPP_API_VERSION") or DEFAULT_API_VERSION,
+        database_url=_str(env, "DATABASE_URL") or "",
+        sources_file=_str(env, "BRIDGE_SOURCES_FILE") or "config/sources.yml",
+        admin_token=_str(env, "BRIDGE_ADMIN_TOKEN"),
+        embedded_worker=_bool(env, "BRIDGE_EMBEDDED_WORKER", False),
+        max_body_bytes=_int(env, "BRIDGE_MAX_BODY_BYTES", 10 * MIB),
+        delivery_concurrency=_int(env, "BRIDGE_DELIVERY_CONCURRENCY", 4),
+        max_attempts=_int(env, "BRIDGE_MAX_ATTEMPTS", 12),
+        retry_base_seconds=_float(env, "BRIDGE_RETRY_BASE_SECONDS", 30.0),
+        retry_max_seconds=_float(env, "BRIDGE_RETRY_MAX_SECONDS", 3600.0),
+        lease_seconds=_float(env, "BRIDGE_LEASE_SECONDS", 120.0),
+        # Not in the contract: lets tests and benchmarks shorten the 30 s read timeout.
+        spp_read_timeout=_float(env, "BRIDGE_SPP_READ_TIMEOUT_SECONDS", 30.0),
+        poll_seconds=_float(env, "BRIDGE_POLL_SECONDS", 0.5),
+        port=_int(env, "PORT", 8000),
+    )
+    settings.check()
+    return settings

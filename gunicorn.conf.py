@@ -1,0 +1,40 @@
+"""gunicorn settings for the ``web`` process (Procfile). WEB_CONCURRENCY and PORT come from the platform."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread"
+timeout = 30
+graceful_timeout = 10
+keepalive = 5
+accesslog = "-"
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms req=%({x-request-id}o)s'
+
+
+def on_starting(server: Any) -> None:
+    """Check the configuration once in the master, so a bad one stops gunicorn with one line
+    instead of workers failing to boot over and over."""
+    from bridge.errors import ConfigError
+    from bridge.providers import PROVIDERS
+    from bridge.sources import load_sources
+    from config.settings import load_settings
+
+    try:
+        settings = load_settings()
+        settings.require_spp()
+        load_sources(settings.sources_file, PROVIDERS)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    from bridge.embedded import stop_embedded_worker
+
+    stop_embedded_worker()

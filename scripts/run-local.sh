@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# `make run`: the SPP sandbox, migrations on SQLite, and the web process with the embedded worker.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-.venv/bin/python}
+BIN=$(dirname "$PY")
+PORT=${PORT:-8000}
+SANDBOX_PORT=${SANDBOX_PORT:-8081}
+export API_TOKEN=${API_TOKEN:-dev-api-token}
+export SPP_API_URL=${SPP_API_URL:-http://127.0.0.1:$SANDBOX_PORT}
+export SPP_API_TOKEN=${SPP_API_TOKEN:-sandbox-token}
+export BRIDGE_ADMIN_TOKEN=${BRIDGE_ADMIN_TOKEN:-dev-admin-token}
+export BRIDGE_EMBEDDED_WORKER=true
+export WEB_CONCURRENCY=${WEB_CONCURRENCY:-1}
+export PORT
+
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+"$BIN/flask" --app wsgi bridge migrate
+if [[ "$SPP_API_URL" == "http://127.0.0.1:$SANDBOX_PORT" ]]; then
+  "$BIN/flask" --app wsgi bridge sandbox --port "$SANDBOX_PORT" --token "$SPP_API_TOKEN" &
+  pids+=($!)
+fi
+"$BIN/gunicorn" --config gunicorn.conf.py --bind "127.0.0.1:$PORT" wsgi:app &
+pids+=($!)
+
+for _ in $(seq 1 50); do
+  curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+
+cat <<MSG
+
+  spp-ticket-bridge is running
+    web (with embedded worker)  http://127.0.0.1:$PORT      database: instance/bridge.db (SQLite)
+    SPP sandbox                 $SPP_API_URL   (tickets: $SPP_API_URL/_sandbox/tickets)
+    sources file                ${BRIDGE_SOURCES_FILE:-config/sources.yml}
+
+  Post a sample ticket request:
+    curl -s -H 'X-Bridge-Token: $API_TOKEN' -H 'Content-Type: application/json' -d '{"email":"alice@example.com","name":"Alice","subject":"Hello","message":"My first ticket"}' http://127.0.0.1:$PORT/hooks/api
+
+  Then see the event with its ticket ID:
+    curl -s -H 'Authorization: Bearer $BRIDGE_ADMIN_TOKEN' 'http://127.0.0.1:$PORT/api/events?source=api&limit=1'
+
+  Ctrl-C stops everything.
+
+MSG
+wait -n "${pids[@]}"

@@ -1,0 +1,19 @@
+"""The only module gunicorn and the flask CLI import: ``app = create_app()``."""
+
+from __future__ import annotations
+
+import sys
+
+from bridge import create_app
+from bridge.errors import ConfigError
+
+try:
+    app = create_app()
+except ConfigError as exc:
+    # one line, no traceback, non-zero exit (contract section 2)
+    sys.exit(f"configuration error: {exc}")
+
+if app.extensions["bridge"].settings.embedded_worker:
+    from bridge.embedded import start_embedded_worker
+
+    start_embedded_worker(app)
