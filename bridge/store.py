@@ -139,7 +139,7 @@ class Store:
     def count_by_status(self) -> dict[str, int]:
         query = select(events.c.status, func.count()).group_by(events.c.status)
         with unavailable_as_503(), self.engine.connect() as conn:
-            return {status: n for status, n in conn.execute(query).tuples()}
+            return {status: n for status, n in conn.execute(query).all()}
 
     def event_ids(self, status: str, source: str | None = None, since: datetime | None = None) -> list[str]:
         query = select(events.c.id).where(events.c.status == status).order_by(events.c.id)
