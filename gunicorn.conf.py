@@ -14,6 +14,7 @@ timeout = 30
 graceful_timeout = 10
 keepalive = 5
 accesslog = "-"
+control_socket_disable = True  # one shared path per machine would clash between instances
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms req=%({x-request-id}o)s'
 
 
@@ -32,6 +33,15 @@ def on_starting(server: Any) -> None:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
+
+
+def post_worker_init(worker: Any) -> None:
+    """BRIDGE_EMBEDDED_WORKER=true: each web process also delivers (one-dyno deployments)."""
+    from bridge.embedded import start_embedded_worker
+    from bridge.runtime import get_runtime
+
+    if get_runtime(worker.wsgi).settings.embedded_worker:
+        start_embedded_worker(worker.wsgi)
 
 
 def worker_exit(server: Any, worker: Any) -> None:

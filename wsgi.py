@@ -12,8 +12,3 @@ try:
 except ConfigError as exc:
     # one line, no traceback, non-zero exit (contract section 2)
     sys.exit(f"configuration error: {exc}")
-
-if app.extensions["bridge"].settings.embedded_worker:
-    from bridge.embedded import start_embedded_worker
-
-    start_embedded_worker(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
+from typing import Any
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s evt=%(event_id)s] %(message)s"
 REDACTED = "[REDACTED]"
@@ -40,6 +41,17 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, REDACTED)
     return text
+
+
+def scrub_data(value: Any, secrets: list[str]) -> Any:
+    """``scrub`` every string inside nested dicts and lists."""
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {k: scrub_data(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_data(v, secrets) for v in value]
+    return value
 
 
 def _current_request_id() -> str:

@@ -35,3 +35,8 @@ class InboundMessage:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InboundMessage:
+        attachments = [Attachment(**a) for a in data.get("attachments") or []]
+        return cls(**{**data, "attachments": attachments})

@@ -18,7 +18,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Exponential backoff with equal jitter, never sooner than ``Retry-After`` asks."""
-        ceiling = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempt - 1))
+        exponent = min(max(0, attempt - 1), 1023)  # an int power past 2**1023 cannot become a float
+        ceiling = min(self.max_seconds, self.base_seconds * 2.0**exponent)
         delay = ceiling / 2 + random.uniform(0, ceiling / 2)
         return max(delay, retry_after or 0.0)
 
@@ -37,8 +38,9 @@ def decide(policy: RetryPolicy, outcome: Outcome, attempt: int, received_at: dat
         return Decision("failed", reason=outcome.error)
     if attempt >= policy.max_attempts:
         return Decision("failed", reason=f"gave up after {attempt} attempts; last: {outcome.error}")
-    next_at = now + timedelta(seconds=policy.delay(attempt, outcome.retry_after))
-    if next_at > received_at + timedelta(seconds=policy.max_age_seconds):
+    delay = policy.delay(attempt, outcome.retry_after)
+    # compare in seconds: a huge Retry-After must fail the event, not overflow a datetime
+    if delay > (received_at + timedelta(seconds=policy.max_age_seconds) - now).total_seconds():
         hours = policy.max_age_seconds / 3600
         return Decision("failed", reason=f"gave up: the next attempt would be past {hours:g} h; last: {outcome.error}")
-    return Decision("retrying", next_attempt_at=next_at, reason=outcome.error)
+    return Decision("retrying", next_attempt_at=now + timedelta(seconds=delay), reason=outcome.error)

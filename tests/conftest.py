@@ -7,6 +7,7 @@ where BRIDGE_REQUIRE_POSTGRES=1 (CI), where a missing database fails the run ins
 from __future__ import annotations
 
 import os
+import secrets
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,15 +65,25 @@ def postgres_url() -> str | None:
 
 @pytest.fixture(scope="session")
 def pg_ready() -> Iterator[str]:
-    """The PostgreSQL test database, emptied and migrated once per session."""
-    url = postgres_url()
-    assert url
+    """A PostgreSQL schema of this test session's own, migrated; dropped at the end.
+
+    A schema per session lets several test runs share one database without clobbering
+    each other's tables; worker subprocesses reach it through the same URL.
+    """
+    base = postgres_url()
+    assert base
+    schema = f"bridge_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = make_engine(normalize_url(base, ""))
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
     engine = make_engine(normalize_url(url, ""))
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS attempts, events, alembic_version CASCADE"))
     upgrade(engine)
     engine.dispose()
     yield url
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, redirect, request
 
 from bridge.errors import MappingFailed, UnknownSource
-from bridge.log import REDACTED
+from bridge.log import REDACTED, scrub_data
 from bridge.message import InboundMessage
 from bridge.providers import PROVIDERS, Provider
 from bridge.runtime import Runtime, get_runtime
@@ -58,6 +58,8 @@ def receive(source_name: str) -> Response:
 
 def _store(runtime: Runtime, source: Source, provider: Provider, message: InboundMessage) -> tuple[str, str, bool]:
     event_id, received_at = new_event_id(), datetime.now(UTC)
+    if source.secret:  # a sender that echoes our secret in its payload must not spread it
+        message = InboundMessage.from_dict(scrub_data(message.to_dict(), [source.secret]))
     status, ticket_request, last_error = "queued", None, None
     if message.discard_reason:
         status, last_error = "discarded", f"discarded: {message.discard_reason}"
