@@ -21,6 +21,8 @@ from bridge.errors import ConfigError
 from bridge.spp_schema import StrictInteger
 
 TICKET_KEYS = ("user_id", "subject", "note", "tags", "employees", "status", "order", "metadata")
+LIST_KEYS = ("tags", "employees")
+INTEGER_KEYS = ("user_id", "status", "employees")  # employees: each item
 FIELD_KEYS = ("email_field", "name_field", "subject_field", "body_field")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -66,9 +68,16 @@ class SourcesConfig:
         return [s.secret for s in self.sources.values() if s.secret]
 
 
+def _valid_client_key(value: str) -> None:
+    """An address (``alice@example.com``) or a domain (``@example.com``); anything else never matches."""
+    local, at, domain = value.strip().rpartition("@")
+    if not at or not domain or "@" in local:
+        raise ValidationError("must be an email address or @domain")
+
+
 class _ClientMap(fields.Dict):
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(keys=fields.String(validate=validate.Length(min=1)), values=StrictInteger(), **kwargs)
+        super().__init__(keys=fields.String(validate=_valid_client_key), values=StrictInteger(), **kwargs)
 
 
 class _SourceSchema(Schema):
@@ -79,7 +88,7 @@ class _SourceSchema(Schema):
     secret = fields.String(allow_none=True)
     redirect = fields.Url(require_tld=False)
     clients = _ClientMap(allow_none=True)
-    ticket = fields.Dict(keys=fields.String(validate=validate.OneOf(TICKET_KEYS)))
+    ticket = fields.Dict(keys=fields.String(validate=validate.OneOf(TICKET_KEYS)), allow_none=True)
     email_field = fields.String()
     name_field = fields.String()
     subject_field = fields.String()
@@ -104,15 +113,7 @@ class _FileSchema(Schema):
 
 def load_sources(path: str, kinds: Mapping[str, KindInfo], env: Mapping[str, str] | None = None) -> SourcesConfig:
     env = os.environ if env is None else env
-    try:
-        with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    raw = _read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must be a mapping with a 'sources' key")
     data = _expand(raw, env, path, ())
@@ -124,6 +125,33 @@ def load_sources(path: str, kinds: Mapping[str, KindInfo], env: Mapping[str, str
         clients=_normalize_clients(top.get("clients") or {}),
         default_user_id=top.get("defaults", {}).get("user_id"),
     )
+
+
+def _read_yaml(path: str) -> Any:
+    text = _read_text(path)
+    try:
+        return yaml.safe_load(text)
+    except yaml.reader.ReaderError as exc:  # a control character; its str() spans two lines
+        line = text[: exc.position].count("\n") + 1
+        raise ConfigError(f"{path}: line {line} invalid YAML (character #x{exc.character:04x}: {exc.reason})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(f"{path}:{where} invalid YAML ({problem})") from None
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line} not UTF-8 text") from None
 
 
 def _expand(value: Any, env: Mapping[str, str], path: str, where: tuple[str, ...]) -> Any:
@@ -201,32 +229,40 @@ def _normalize_clients(clients: Mapping[str, int]) -> dict[str, int]:
 
 
 def _compile_ticket(path: str, source: str, ticket: dict[str, Any]) -> dict[str, Any]:
-    compiled = {}
-    for key, value in ticket.items():
-        where = f"{path}: sources.{source}.ticket.{key}"
-        if key in ("tags", "employees") and not isinstance(value, list):
+    return {key: _compile_entry(key, value, f"{path}: sources.{source}.ticket.{key}") for key, value in ticket.items()}
+
+
+def _compile_entry(key: str, value: Any, where: str) -> Any:
+    if key in LIST_KEYS:
+        if not isinstance(value, list):
             raise ConfigError(f"{where}: must be a list")
-        if key == "metadata" and not isinstance(value, dict):
+        return [_compile_value(key, v, f"{where}.{i}") for i, v in enumerate(value)]
+    if key == "metadata":
+        if not isinstance(value, dict):
             raise ConfigError(f"{where}: must be a mapping of names to values")
-        if key not in ("tags", "employees", "metadata") and isinstance(value, (list, dict)):
-            raise ConfigError(f"{where}: must be a single value")
-        compiled[key] = _compile(value, where)
-    return compiled
+        return {str(k): _compile_value(key, v, f"{where}.{k}") for k, v in value.items()}
+    return _compile_value(key, value, where)
 
 
-def _compile(value: Any, where: str) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _compile(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, list):
-        return [_compile(v, f"{where}.{i}") for i, v in enumerate(value)]
+def _compile_value(key: str, value: Any, where: str) -> Any:
+    """One template or literal; a literal that could never make a valid request is refused now, not per event."""
     if isinstance(value, str):
-        try:
-            return template_env.from_string(value)
-        except TemplateSyntaxError as exc:
-            raise ConfigError(f"{where}: template error on line {exc.lineno}: {exc.message}") from None
+        return _compile_template(value, where)
+    if isinstance(value, (list, dict)):
+        raise ConfigError(f"{where}: must be a single value")
+    if key in INTEGER_KEYS and not (value is None or (isinstance(value, int) and not isinstance(value, bool))):
+        raise ConfigError(f"{where}: must be a whole number or a template, got {value!r}")
     if value is None or isinstance(value, (bool, int, float)):
         return value
     raise ConfigError(f"{where}: unsupported value {value!r}")
+
+
+def _compile_template(text: str, where: str) -> Template:
+    try:
+        return template_env.from_string(text)
+    except TemplateSyntaxError as exc:
+        problem = " ".join(str(exc.message).split())
+        raise ConfigError(f"{where}: template error on line {exc.lineno}: {problem}") from None
 
 
 def is_template(value: Any) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields
 
 
 class StrictInteger(fields.Integer):
@@ -23,15 +23,30 @@ class StrictInteger(fields.Integer):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class StrictString(fields.String):
+    """A str, not bytes (marshmallow decodes bytes, which would then fail JSON encoding)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def _not_blank(value: str) -> None:
+    # a subject of spaces is no subject (and SPP, if it trims input as Laravel apps do, refuses it)
+    if not value.strip():
+        raise ValidationError("Must not be blank.")
+
+
 class StoreTicketRequestSchema(Schema):
     user_id = StrictInteger(required=True)
-    subject = fields.String(required=True, validate=validate.Length(min=1))
+    subject = StrictString(required=True, validate=_not_blank)
     status = StrictInteger()
     employees = fields.List(StrictInteger())
-    tags = fields.List(fields.String())
-    order = fields.String()
-    note = fields.String()
-    metadata = fields.Dict(keys=fields.String(), values=fields.String())
+    tags = fields.List(StrictString())
+    order = StrictString()
+    note = StrictString()
+    metadata = fields.Dict(keys=StrictString(), values=StrictString())
 
 
 _schema = StoreTicketRequestSchema()

@@ -12,15 +12,15 @@ from datetime import datetime
 from typing import Any
 
 from jinja2 import Template
-from jinja2.exceptions import TemplateError
-from jinja2.sandbox import SecurityError
 
 from bridge.errors import MappingFailed
 from bridge.message import InboundMessage
 from bridge.sources import Source, SourcesConfig
 from bridge.spp_schema import validate_ticket_request
 
-_INTEGER = re.compile(r"^\s*-?\d+\s*$")
+# ASCII digits only, and few enough that int() never hits Python's 4300-digit limit (a
+# ValueError that would escape the mapping); longer is no SPP id anyway.
+_INTEGER = re.compile(r"^\s*-?[0-9]{1,18}\s*$")
 
 
 def template_context(message: InboundMessage, source: Source, received_at: datetime) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def build_ticket_request(
     rendered = {key: _render(value, context, key) for key, value in source.ticket.items()}
     request: dict[str, Any] = {
         "user_id": _user_id(rendered.get("user_id"), message, source, config),
-        "subject": _text(rendered.get("subject")) or message.subject or f"{source.name} submission",
+        "subject": _text(rendered.get("subject")) or _text(message.subject) or f"{source.name} submission",
     }
     note = _text(rendered["note"]) if "note" in rendered else _default_note(message)
     if note:
@@ -88,7 +88,9 @@ def _render(value: Any, context: dict[str, Any], key: str) -> Any:
     if isinstance(value, Template):
         try:
             return value.render(context)
-        except (SecurityError, TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+        except Exception as exc:
+            # SecurityError is the sandbox refusing; anything else depends on sender data (``'%(x)s' %
+            # fields`` raises KeyError). Either way the event is stored as failed, never lost.
             raise MappingFailed("template_error", f"ticket.{key}: {type(exc).__name__}: {exc}") from None
     if isinstance(value, list):
         return [_render(v, context, key) for v in value]
@@ -130,15 +132,19 @@ def _user_id(rendered: Any, message: InboundMessage, source: Source, config: Sou
 
 
 def lookup_client(clients: dict[str, int], email: str) -> int | None:
-    if not email:
-        return None
+    """Exact address first, then ``@domain``; ``clients`` keys are lower-case (see sources.py)."""
+    email = email.strip().lower()
+    local, at, domain = email.rpartition("@")
+    if not (local and at and domain):
+        return None  # not an address: "bigcustomer.com" must not match "@bigcustomer.com"
     if email in clients:
         return clients[email]
-    domain = email.rpartition("@")[2]
-    return clients.get(f"@{domain}") if domain else None
+    return clients.get(f"@{domain}")
 
 
 def _default_note(message: InboundMessage) -> str:
-    sender = " ".join(p for p in (message.name, f"<{message.email}>" if message.email else "") if p)
+    # whitespace collapsed so a name holding a line break cannot push the address off the first line
+    name, email = " ".join((message.name or "").split()), "".join((message.email or "").split())
+    sender = " ".join(p for p in (name, f"<{email}>" if email else "") if p)
     body = message.body or ""
     return f"From: {sender}\n\n{body}".strip() if sender else body.strip()

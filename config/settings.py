@@ -6,6 +6,7 @@ Every value is parsed and checked here, at start-up; a bad value raises
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -67,7 +68,7 @@ def _str(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
     raw = _str(env, name)
     if raw is None:
         return default
@@ -77,6 +78,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
         raise ConfigError(f"{name}: {raw!r} is not a whole number") from None
     if value < minimum:
         raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}: must be at most {maximum}, got {value}")
     return value
 
 
@@ -88,8 +91,9 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}: {raw!r} is not a number") from None
-    if value <= 0:
-        raise ConfigError(f"{name}: must be greater than 0, got {raw}")
+    # float() also takes "nan" and "inf": neither is a usable delay or timeout
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name}: must be a finite number greater than 0, got {raw}")
     return value
 
 
@@ -125,7 +129,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         # Not in the contract: lets tests and benchmarks shorten the 30 s read timeout.
         spp_read_timeout=_float(env, "BRIDGE_SPP_READ_TIMEOUT_SECONDS", 30.0),
         poll_seconds=_float(env, "BRIDGE_POLL_SECONDS", 0.5),
-        port=_int(env, "PORT", 8000),
+        port=_int(env, "PORT", 8000, maximum=65535),
     )
     settings.check()
     return settings

@@ -1,0 +1,356 @@
+"""bridge/sources.py: the sources file (contract section 3); every error is ONE line naming file, source and key."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from jinja2 import Template
+
+from bridge.providers import PROVIDERS
+from bridge.sources import KindInfo, SourcesConfig, load_sources
+from config.settings import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class FakeKind:
+    requires_secret: bool
+    options: tuple[str, ...] = ()
+
+
+SIGNED: dict[str, KindInfo] = {"signed": FakeKind(requires_secret=True), "json": FakeKind(requires_secret=False)}
+
+
+def write(tmp_path: Path, text: str | bytes) -> str:
+    path = tmp_path / "sources.yml"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return str(path)
+
+
+def load(
+    tmp_path: Path,
+    text: str | bytes,
+    env: Mapping[str, str] | None = None,
+    kinds: Mapping[str, KindInfo] = PROVIDERS,
+) -> SourcesConfig:
+    return load_sources(write(tmp_path, text), kinds, env or {})
+
+
+def error(tmp_path: Path, text: str | bytes, env: Mapping[str, str] | None = None, **kw: Mapping[str, KindInfo]) -> str:
+    """The ConfigError line, with the file path replaced by ``F``."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_sources(path, kw.get("kinds", PROVIDERS), env or {})
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}:")
+    return message.replace(path, "F", 1)
+
+
+# --- file-level errors ---------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "nope.yml")
+    with pytest.raises(ConfigError) as info:
+        load_sources(path, PROVIDERS, {})
+    assert str(info.value) == f"{path}: cannot read (No such file or directory)"
+
+
+def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
+    text = "sources:\n  a:\n    kind: json\n    ticket: {subject: [oops}\n"
+    assert error(tmp_path, text) == "F: line 4 invalid YAML (expected ',' or ']', but got '}')"
+
+
+def test_bad_yaml_tab_indent(tmp_path: Path) -> None:
+    text = "sources:\n  a:\n\tkind: json\n"
+    message = error(tmp_path, text)
+    assert message.startswith("F: line 3 invalid YAML (")
+
+
+def test_control_character_is_one_line(tmp_path: Path) -> None:
+    message = error(tmp_path, b"sources:\n  a:\n    kind: json\x01\n")
+    assert message == "F: line 3 invalid YAML (character #x0001: special characters are not allowed)"
+
+
+def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    assert set(load(tmp_path, "\ufeffsources:\n  a: {kind: json}\n").sources) == {"a"}
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    assert error(tmp_path, b"sources:\n  a:\n    kind: \xffjson\n") == "F: line 3 not UTF-8 text"
+
+
+@pytest.mark.parametrize("text", ["", "- a\n- b\n", "just text\n", "42\n"])
+def test_not_a_mapping(tmp_path: Path, text: str) -> None:
+    assert error(tmp_path, text) == "F: must be a mapping with a 'sources' key"
+
+
+def test_missing_sources(tmp_path: Path) -> None:
+    assert error(tmp_path, "defaults: {user_id: 1}\n") == "F: sources: Missing data for required field."
+
+
+def test_sources_not_a_mapping(tmp_path: Path) -> None:
+    assert error(tmp_path, "sources: [a, b]\n") == "F: sources: Not a valid mapping type."
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    assert error(tmp_path, "sources: {}\nsauces: {}\n") == "F: sauces: Unknown field."
+
+
+def test_defaults_user_id_must_be_an_integer(tmp_path: Path) -> None:
+    assert error(tmp_path, "defaults: {user_id: one}\nsources: {}\n") == "F: defaults.user_id: Not a valid integer."
+    assert error(tmp_path, "defaults: {user_id: '1'}\nsources: {}\n") == "F: defaults.user_id: Not a valid integer."
+    assert error(tmp_path, "defaults: {user_id: true}\nsources: {}\n") == "F: defaults.user_id: Not a valid integer."
+
+
+def test_unknown_defaults_key(tmp_path: Path) -> None:
+    assert error(tmp_path, "defaults: {user: 1}\nsources: {}\n") == "F: defaults.user: Unknown field."
+
+
+# --- per-source errors ---------------------------------------------------------------------------
+
+
+def test_source_not_a_mapping(tmp_path: Path) -> None:
+    assert error(tmp_path, "sources:\n  a: json\n") == "F: sources.a: must be a mapping with at least 'kind'"
+
+
+def test_source_name_checked(tmp_path: Path) -> None:
+    message = error(tmp_path, "sources:\n  'a/b': {kind: json}\n")
+    assert message == "F: sources.a/b: a source name may hold letters, digits, '_', '-', '.'"
+
+
+def test_missing_kind(tmp_path: Path) -> None:
+    assert error(tmp_path, "sources:\n  a: {secret: x}\n") == "F: sources.a.kind: Missing data for required field."
+
+
+def test_unknown_kind_lists_known_kinds(tmp_path: Path) -> None:
+    message = error(tmp_path, "sources:\n  a: {kind: mailgunn}\n")
+    assert message == "F: sources.a.kind: unknown kind 'mailgunn' (known: form, json)"
+
+
+def test_unknown_key(tmp_path: Path) -> None:
+    message = error(tmp_path, "sources:\n  a: {kind: json, honeypot: x}\n")
+    assert message == "F: sources.a.honeypot: unknown key for kind 'json'"
+
+
+def test_kind_option_is_accepted_and_kept(tmp_path: Path) -> None:
+    kinds = {"form": FakeKind(requires_secret=False, options=("honeypot",))}
+    config = load(tmp_path, "sources:\n  a: {kind: form, honeypot: website}\n", kinds=kinds)
+    assert config.sources["a"].options == {"honeypot": "website"}
+
+
+def test_unset_variable_names_variable_and_key(tmp_path: Path) -> None:
+    text = "sources:\n  api: {kind: json, secret: '${API_TOKEN}'}\n"
+    assert error(tmp_path, text) == "F: sources.api.secret: environment variable API_TOKEN is not set"
+
+
+def test_unset_variable_in_a_ticket_list(tmp_path: Path) -> None:
+    text = "sources:\n  api:\n    kind: json\n    ticket: {tags: [a, '${TAG}']}\n"
+    assert error(tmp_path, text) == "F: sources.api.ticket.tags.1: environment variable TAG is not set"
+
+
+def test_template_syntax_error(tmp_path: Path) -> None:
+    text = "sources:\n  a:\n    kind: json\n    ticket: {subject: '{{ subject }'}\n"
+    assert error(tmp_path, text) == "F: sources.a.ticket.subject: template error on line 1: unexpected '}'"
+
+
+def test_template_syntax_error_in_metadata_names_the_entry(tmp_path: Path) -> None:
+    text = "sources:\n  a:\n    kind: json\n    ticket:\n      metadata: {page: '{% if %}'}\n"
+    message = error(tmp_path, text)
+    assert message.startswith("F: sources.a.ticket.metadata.page: template error on line 1: ")
+
+
+def test_redirect_on_a_non_form_source(tmp_path: Path) -> None:
+    text = "sources:\n  a: {kind: json, redirect: 'https://example.com/thanks'}\n"
+    assert error(tmp_path, text) == "F: sources.a.redirect: only 'form' sources redirect"
+
+
+def test_redirect_must_be_a_url(tmp_path: Path) -> None:
+    assert (
+        error(tmp_path, "sources:\n  a: {kind: form, redirect: thanks}\n") == "F: sources.a.redirect: Not a valid URL."
+    )
+
+
+@pytest.mark.parametrize(
+    ("clients", "expected"),
+    [
+        ("{alice@example.com: twelve}", "sources.a.clients.alice@example.com: Not a valid integer."),
+        ("{alice@example.com: '12'}", "sources.a.clients.alice@example.com: Not a valid integer."),
+        ("{alice@example.com: true}", "sources.a.clients.alice@example.com: Not a valid integer."),
+        ("{alice@example.com: 1.5}", "sources.a.clients.alice@example.com: Not a valid integer."),
+        ("{example.com: 3}", "sources.a.clients.example.com: must be an email address or @domain"),
+        ("{'alice@': 3}", "sources.a.clients.alice@: must be an email address or @domain"),
+        ("[alice@example.com]", "sources.a.clients: Not a valid mapping type."),
+    ],
+)
+def test_bad_source_clients(tmp_path: Path, clients: str, expected: str) -> None:
+    assert error(tmp_path, f"sources:\n  a: {{kind: json, clients: {clients}}}\n") == f"F: {expected}"
+
+
+def test_bad_top_level_clients(tmp_path: Path) -> None:
+    text = "clients:\n  '@bigcustomer.com': x\nsources: {}\n"
+    assert error(tmp_path, text) == "F: clients.@bigcustomer.com: Not a valid integer."
+    text = "clients:\n  bigcustomer.com: 3\nsources: {}\n"
+    assert error(tmp_path, text) == "F: clients.bigcustomer.com: must be an email address or @domain"
+
+
+def test_signed_kind_without_secret(tmp_path: Path) -> None:
+    message = error(tmp_path, "sources:\n  hook: {kind: signed}\n", kinds=SIGNED)
+    assert message == "F: sources.hook.secret: kind 'signed' needs a secret"
+
+
+def test_signed_kind_with_a_variable_set_empty(tmp_path: Path) -> None:
+    text = "sources:\n  hook: {kind: signed, secret: '${HOOK_SECRET}'}\n"
+    message = error(tmp_path, text, {"HOOK_SECRET": ""}, kinds=SIGNED)
+    assert message == "F: sources.hook.secret: kind 'signed' needs a secret"
+
+
+def test_signed_kind_with_secret(tmp_path: Path) -> None:
+    text = "sources:\n  hook: {kind: signed, secret: '${HOOK_SECRET}'}\n"
+    config = load(tmp_path, text, {"HOOK_SECRET": "whsec_abc"}, kinds=SIGNED)
+    assert config.sources["hook"].secret == "whsec_abc"
+    assert config.secrets() == ["whsec_abc"]
+    assert "whsec_abc" not in repr(config.sources["hook"])
+
+
+def test_unknown_ticket_key(tmp_path: Path) -> None:
+    text = "sources:\n  a:\n    kind: json\n    ticket: {priority: high}\n"
+    message = error(tmp_path, text)
+    assert message == (
+        "F: sources.a.ticket.priority: Must be one of: "
+        "user_id, subject, note, tags, employees, status, order, metadata."
+    )
+
+
+@pytest.mark.parametrize(
+    ("ticket", "expected"),
+    [
+        ("{tags: website}", "sources.a.ticket.tags: must be a list"),
+        ("{employees: 3}", "sources.a.ticket.employees: must be a list"),
+        ("{metadata: [a]}", "sources.a.ticket.metadata: must be a mapping of names to values"),
+        ("{subject: [a, b]}", "sources.a.ticket.subject: must be a single value"),
+        ("{note: {a: b}}", "sources.a.ticket.note: must be a single value"),
+        ("{tags: [a, [b]]}", "sources.a.ticket.tags.1: must be a single value"),
+        ("{metadata: {a: {b: c}}}", "sources.a.ticket.metadata.a: must be a single value"),
+        ("{status: true}", "sources.a.ticket.status: must be a whole number or a template, got True"),
+        ("{user_id: 1.5}", "sources.a.ticket.user_id: must be a whole number or a template, got 1.5"),
+        ("{employees: [3, 1.5]}", "sources.a.ticket.employees.1: must be a whole number or a template, got 1.5"),
+        ("{order: 2024-01-02}", "sources.a.ticket.order: unsupported value datetime.date(2024, 1, 2)"),
+    ],
+)
+def test_bad_ticket_values(tmp_path: Path, ticket: str, expected: str) -> None:
+    assert error(tmp_path, f"sources:\n  a:\n    kind: json\n    ticket: {ticket}\n") == f"F: {expected}"
+
+
+# --- what loads ----------------------------------------------------------------------------------
+
+
+def test_variable_default_used_when_unset(tmp_path: Path) -> None:
+    text = "sources:\n  a: {kind: json, secret: '${A_TOKEN:-fallback}'}\n  b: {kind: json, secret: '${B_TOKEN:-}'}\n"
+    config = load(tmp_path, text)
+    assert config.sources["a"].secret == "fallback"
+    assert config.sources["b"].secret is None  # empty secret: none
+
+
+def test_variable_set_wins_over_default(tmp_path: Path) -> None:
+    config = load(tmp_path, "sources:\n  a: {kind: json, secret: '${A_TOKEN:-fallback}'}\n", {"A_TOKEN": "real"})
+    assert config.sources["a"].secret == "real"
+
+
+def test_variables_expand_inside_text_and_are_not_re_expanded(tmp_path: Path) -> None:
+    text = "sources:\n  a:\n    kind: json\n    secret: 'pre-${A}-${B:-b}-post'\n"
+    config = load(tmp_path, text, {"A": "${B}"})
+    assert config.sources["a"].secret == "pre-${B}-b-post"
+
+
+def test_clients_are_lowercased(tmp_path: Path) -> None:
+    text = """
+        defaults: {user_id: 1}
+        clients:
+          Alice@Example.COM: 12
+          "@BigCustomer.com": 30
+        sources:
+          a:
+            kind: json
+            clients: {" Bob@Example.com ": 5, "@Partner.IO": 6}
+          b: {kind: json, clients: {}}
+          c: {kind: json}
+    """
+    config = load(tmp_path, text)
+    assert config.clients == {"alice@example.com": 12, "@bigcustomer.com": 30}
+    assert config.default_user_id == 1
+    assert config.sources["a"].clients == {"bob@example.com": 5, "@partner.io": 6}
+    assert config.sources["b"].clients == {}
+    assert config.sources["c"].clients is None
+
+
+def test_full_source_loads(tmp_path: Path) -> None:
+    text = """
+        sources:
+          contact:
+            kind: form
+            secret: s
+            redirect: https://example.com/thanks
+            email_field: customer.email
+            name_field: who
+            subject_field: topic
+            body_field: text
+            ticket:
+              user_id: 5
+              subject: "Website: {{ subject }}"
+              note: "{{ body }}"
+              tags: [website, 7]
+              employees: [3, "{{ fields.emp }}"]
+              status: 1
+              order: 123456
+              metadata: {campaign: "{{ fields.utm_campaign }}", fixed: 2}
+    """
+    source = load(tmp_path, text).sources["contact"]
+    assert (source.name, source.kind, source.secret, source.redirect) == (
+        "contact",
+        "form",
+        "s",
+        "https://example.com/thanks",
+    )
+    assert (source.email_field, source.name_field, source.subject_field, source.body_field) == (
+        "customer.email",
+        "who",
+        "topic",
+        "text",
+    )
+    ticket = source.ticket
+    assert ticket["user_id"] == 5 and ticket["status"] == 1 and ticket["order"] == 123456
+    assert isinstance(ticket["subject"], Template) and isinstance(ticket["note"], Template)
+    assert isinstance(ticket["tags"][0], Template) and ticket["tags"][1] == 7
+    assert ticket["employees"][0] == 3 and isinstance(ticket["employees"][1], Template)
+    assert isinstance(ticket["metadata"]["campaign"], Template) and ticket["metadata"]["fixed"] == 2
+
+
+def test_empty_ticket_is_allowed(tmp_path: Path) -> None:
+    config = load(tmp_path, "sources:\n  a:\n    kind: json\n    ticket:\n")
+    assert config.sources["a"].ticket == {}
+
+
+def test_shipped_sources_file_loads() -> None:
+    config = load_sources(str(ROOT / "config" / "sources.yml"), PROVIDERS, {"API_TOKEN": "t0ken"})
+    assert set(config.sources) == {"contact", "api"}
+    assert config.sources["api"].secret == "t0ken"
+    assert config.sources["contact"].redirect == "https://example.com/thanks"
+    assert config.clients == {"alice@example.com": 12, "@bigcustomer.com": 30}
+    assert config.default_user_id == 1
+
+
+def test_shipped_sources_file_needs_api_token() -> None:
+    path = str(ROOT / "config" / "sources.yml")
+    with pytest.raises(ConfigError) as info:
+        load_sources(path, PROVIDERS, {})
+    assert str(info.value) == f"{path}: sources.api.secret: environment variable API_TOKEN is not set"
