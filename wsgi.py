@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bridge import create_app
+from bridge.app import create_app
 from bridge.errors import ConfigError
 
 try:

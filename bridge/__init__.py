@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from bridge.app import create_app
+from bridge.version import __version__
 
 __all__ = ["__version__", "create_app"]

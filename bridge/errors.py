@@ -9,7 +9,6 @@ __all__ = [
     "BridgeError",
     "ConfigError",
     "MappingFailed",
-    "PayloadTooLarge",
     "RejectedPayload",
     "StoreUnavailable",
     "Unauthorized",
@@ -41,11 +40,6 @@ class Unauthorized(BridgeError):
 class UnknownSource(BridgeError):
     status = 404
     code = "unknown_source"
-
-
-class PayloadTooLarge(BridgeError):
-    status = 413
-    code = "payload_too_large"
 
 
 class UnsupportedMediaType(BridgeError):

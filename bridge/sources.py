@@ -155,7 +155,11 @@ def _read_text(path: str) -> str:
 
 
 def _expand(value: Any, env: Mapping[str, str], path: str, where: tuple[str, ...]) -> Any:
-    """Replace ``${VAR}`` (or ``${VAR:-default}``) in every string value."""
+    """Replace ``${VAR}`` (or ``${VAR:-default}``) in every string value.
+
+    As in the shell, an empty variable counts as unset: ``secret: ${TOKEN}`` with an
+    empty TOKEN must stop start-up, not switch the secret check off.
+    """
     if isinstance(value, dict):
         return {k: _expand(v, env, path, (*where, str(k))) for k, v in value.items()}
     if isinstance(value, list):
@@ -165,11 +169,11 @@ def _expand(value: Any, env: Mapping[str, str], path: str, where: tuple[str, ...
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
-        if name in env:
+        if env.get(name):
             return env[name]
         if default is not None:
             return default
-        raise ConfigError(f"{path}: {'.'.join(where)}: environment variable {name} is not set")
+        raise ConfigError(f"{path}: {'.'.join(where)}: environment variable {name} is not set or empty")
 
     return _VAR.sub(substitute, value)
 

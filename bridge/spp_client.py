@@ -18,10 +18,10 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util.retry import Retry
 
-from bridge import __version__
 from bridge.spp_schema import validate_ticket_request
+from bridge.version import __version__
 
-USER_AGENT = f"spp-ticket-bridge/{__version__} (+https://github.com/spp-ticket-bridge)"
+USER_AGENT = f"spp-ticket-bridge/{__version__}"
 RETRYABLE_STATUSES = frozenset({401, 403, 408, 425, 429})
 REJECTED_STATUSES = frozenset({400, 404, 409, 422})
 EXCERPT = 500

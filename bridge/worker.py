@@ -163,16 +163,18 @@ class Worker:
         """Write the attempt; keep trying while the database is away, since SPP may hold a ticket."""
         attempt = attempt_row(outcome, now)
         changes = event_changes(outcome, decision, now)
-        delay = 0.5
+        delay, give_up_at = 0.5, None
         while True:
             try:
                 if not self.store.finish(claim, attempt, changes, now):
                     log.warning("lease on %s was lost; attempt recorded only", claim.event_id, extra=_extra(claim))
                 return
             except SQLAlchemyError as exc:
-                if self.stopping.is_set() and delay > self.grace_seconds:
-                    log.error("could not record attempt for %s: %s", claim.event_id, exc, extra=_extra(claim))
-                    return
+                if self.stopping.is_set():
+                    give_up_at = give_up_at or time.monotonic() + self.grace_seconds
+                    if time.monotonic() > give_up_at:  # the lease expiry hands the event on, as ambiguous
+                        log.error("could not record attempt for %s: %s", claim.event_id, exc, extra=_extra(claim))
+                        return
                 log.warning("database unavailable recording %s; retrying", claim.event_id, extra=_extra(claim))
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -17,7 +17,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import text
 
-from bridge import create_app
+from bridge.app import create_app
 from bridge.db import make_engine, metadata, normalize_url
 from bridge.migrate import upgrade
 from bridge.runtime import Runtime, get_runtime
@@ -86,21 +86,25 @@ def pg_ready() -> Iterator[str]:
     admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'bridge.db'}"
-    url: str = request.getfixturevalue("pg_ready")
-    engine = make_engine(normalize_url(url, ""))
+@pytest.fixture
+def pg_url(pg_ready: str) -> str:
+    """The session's PostgreSQL schema, emptied for this test."""
+    engine = make_engine(normalize_url(pg_ready, ""))
     with engine.begin() as conn:
         conn.execute(text("TRUNCATE " + ", ".join(t.name for t in reversed(metadata.sorted_tables))))
     engine.dispose()
-    return url
+    return pg_ready
 
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'bridge.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs twice: on SQLite and on PostgreSQL."""
+    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 from flask import Flask
-from sqlalchemy import text
 
-from bridge import create_app
-from bridge.db import make_engine, metadata, normalize_url
+from bridge.app import create_app
 from bridge.migrate import upgrade
 from bridge.runtime import get_runtime
 from bridge.sandbox import Sandbox, SandboxServer
@@ -42,15 +40,6 @@ def own_sandbox() -> Iterator[SandboxServer]:
     server = SandboxServer(Sandbox(token=SPP_TOKEN)).start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def pg_url(pg_ready: str) -> str:
-    engine = make_engine(normalize_url(pg_ready, ""))
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE " + ", ".join(t.name for t in reversed(metadata.sorted_tables))))
-    engine.dispose()
-    return pg_ready
 
 
 @pytest.fixture
@@ -199,7 +188,7 @@ def test_configuration_error_stops_every_process_with_one_line(sqlite_url, own_s
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if "configuration error" in line]
     assert lines == [
-        f"configuration error: {sources}: sources.api.secret: environment variable NOT_SET_ANYWHERE is not set"
+        f"configuration error: {sources}: sources.api.secret: environment variable NOT_SET_ANYWHERE is not set or empty"
     ]
     assert "Traceback" not in result.stderr
 

@@ -150,12 +150,12 @@ def test_kind_option_is_accepted_and_kept(tmp_path: Path) -> None:
 
 def test_unset_variable_names_variable_and_key(tmp_path: Path) -> None:
     text = "sources:\n  api: {kind: json, secret: '${API_TOKEN}'}\n"
-    assert error(tmp_path, text) == "F: sources.api.secret: environment variable API_TOKEN is not set"
+    assert error(tmp_path, text) == "F: sources.api.secret: environment variable API_TOKEN is not set or empty"
 
 
 def test_unset_variable_in_a_ticket_list(tmp_path: Path) -> None:
     text = "sources:\n  api:\n    kind: json\n    ticket: {tags: [a, '${TAG}']}\n"
-    assert error(tmp_path, text) == "F: sources.api.ticket.tags.1: environment variable TAG is not set"
+    assert error(tmp_path, text) == "F: sources.api.ticket.tags.1: environment variable TAG is not set or empty"
 
 
 def test_template_syntax_error(tmp_path: Path) -> None:
@@ -208,10 +208,10 @@ def test_signed_kind_without_secret(tmp_path: Path) -> None:
     assert message == "F: sources.hook.secret: kind 'signed' needs a secret"
 
 
-def test_signed_kind_with_a_variable_set_empty(tmp_path: Path) -> None:
-    text = "sources:\n  hook: {kind: signed, secret: '${HOOK_SECRET}'}\n"
-    message = error(tmp_path, text, {"HOOK_SECRET": ""}, kinds=SIGNED)
-    assert message == "F: sources.hook.secret: kind 'signed' needs a secret"
+def test_a_variable_set_empty_counts_as_unset(tmp_path: Path) -> None:
+    text = "sources:\n  hook: {kind: json, secret: '${HOOK_SECRET}'}\n"
+    message = error(tmp_path, text, {"HOOK_SECRET": ""})
+    assert message == "F: sources.hook.secret: environment variable HOOK_SECRET is not set or empty"
 
 
 def test_signed_kind_with_secret(tmp_path: Path) -> None:
@@ -353,4 +353,4 @@ def test_shipped_sources_file_needs_api_token() -> None:
     path = str(ROOT / "config" / "sources.yml")
     with pytest.raises(ConfigError) as info:
         load_sources(path, PROVIDERS, {})
-    assert str(info.value) == f"{path}: sources.api.secret: environment variable API_TOKEN is not set"
+    assert str(info.value) == f"{path}: sources.api.secret: environment variable API_TOKEN is not set or empty"

@@ -29,9 +29,14 @@ def _bridge_error(exc: BridgeError) -> Response:
     return response
 
 
+# where our code and message say more than Werkzeug's
+HTTP_ERRORS = {413: ("payload_too_large", "the body is larger than BRIDGE_MAX_BODY_BYTES allows")}
+
+
 def _http_error(exc: HTTPException) -> Response:
-    code = (exc.name or "error").lower().replace(" ", "_")
-    response = error_response(exc.code or 500, code, exc.description or exc.name or "error")
+    default = ((exc.name or "error").lower().replace(" ", "_"), exc.description or exc.name or "error")
+    code, message = HTTP_ERRORS.get(exc.code or 0, default)
+    response = error_response(exc.code or 500, code, message)
     for name, value in exc.get_headers():
         if name.lower() != "content-type":  # e.g. Allow on a 405
             response.headers[name] = value

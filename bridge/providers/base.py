@@ -1,8 +1,8 @@
 """The interface every inbound kind implements: verify the raw request, then parse it.
 
-The HTTP layer (bridge/http/hooks.py) calls, in this order: ``check_content_type``,
-``verify`` (on the raw bytes, before any parsing) and ``parse``, which returns one
-:class:`InboundMessage`. A provider never touches the database or SPP.
+The HTTP layer (bridge/http/hooks.py) calls, in this order: ``verify`` (on the raw
+bytes, before anything is parsed, so a stranger learns nothing about what we accept),
+``check_content_type`` and ``parse``, which returns one :class:`InboundMessage`. A provider never touches the database or SPP.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from bridge import create_app
+from bridge.app import create_app
 from bridge.db import events
 from bridge.runtime import Runtime, get_runtime
 from tests.conftest import API_SECRET, DEFAULT_SOURCES, api_headers, bridge_env
@@ -133,7 +133,7 @@ def test_other_methods_are_405(app: Flask, method: str) -> None:
 def test_body_over_the_limit_is_413(make_app) -> None:
     app = make_app(BRIDGE_MAX_BODY_BYTES="1000")
     response = app.test_client().post("/hooks/api", json={"message": "x" * 2000}, headers=api_headers())
-    assert_error(response, 413)
+    assert_error(response, 413, "payload_too_large")
     assert stored(get_runtime(app)) == []
 
 

@@ -10,7 +10,7 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge import create_app
+from bridge.app import create_app
 from bridge.migrate import upgrade
 from bridge.runtime import get_runtime
 from tests.conftest import API_SECRET, DEFAULT_SOURCES, bridge_env
