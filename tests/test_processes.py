@@ -167,8 +167,14 @@ def test_sigterm_mid_delivery_hands_back_within_10_seconds(sqlite_url, env_for, 
 
 def test_worker_without_spp_url_refuses_to_start(sqlite_url, env_for) -> None:
     env = {k: v for k, v in env_for(sqlite_url).items() if not k.startswith("SPP_")}
-    result = subprocess.run(flask_cmd("worker"), env={"PATH": str(BIN), **env}, capture_output=True, timeout=60,
-                            cwd=Path(__file__).resolve().parent.parent, text=True)  # fmt: skip
+    result = subprocess.run(
+        flask_cmd("worker"),
+        env={"PATH": str(BIN), **env},
+        capture_output=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+        text=True,
+    )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         "error: SPP_API_URL: not set (the workspace URL, e.g. https://acme.spp.co)"
@@ -183,8 +189,14 @@ def test_configuration_error_stops_every_process_with_one_line(sqlite_url, own_s
     sources = tmp_path / "sources.yml"
     sources.write_text("sources:\n  api:\n    kind: json\n    secret: ${NOT_SET_ANYWHERE}\n")
     env = bridge_env(sqlite_url, own_sandbox.url, sources, PORT=str(free_port()))
-    result = subprocess.run(command, env={"PATH": str(BIN), **env}, capture_output=True, timeout=60, text=True,
-                            cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
+    result = subprocess.run(
+        command,
+        env={"PATH": str(BIN), **env},
+        capture_output=True,
+        timeout=60,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if "configuration error" in line]
     assert lines == [
@@ -224,3 +236,26 @@ def _up(base: str) -> bool:
         return requests.get(f"{base}/healthz", timeout=1).status_code == 200
     except requests.ConnectionError:
         return False
+
+
+def test_gunicorn_sigterm_hands_back_embedded_delivery(sqlite_url, env_for, own_sandbox, tmp_path) -> None:
+    port = free_port()
+    env = env_for(
+        sqlite_url,
+        BRIDGE_EMBEDDED_WORKER="true",
+        PORT=str(port),
+        WEB_CONCURRENCY="1",
+        BRIDGE_SPP_READ_TIMEOUT_SECONDS="25",
+        BRIDGE_LEASE_SECONDS="60",
+    )
+    app = app_on(env)
+    own_sandbox.sandbox.script("hang:20")
+    event_id = post(app)
+    web = start_process([str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"], env, tmp_path / "web.log")
+    wait_for(lambda: own_sandbox.sandbox.requests_seen == 1, timeout=30)
+    started_at = time.monotonic()
+    assert stop(web, timeout=15) == 0
+    assert time.monotonic() - started_at < 10.5
+    assert status_of(app, event_id) == "retrying"
+    [attempt] = get_runtime(app).store.list_attempts(event_id)
+    assert attempt["ambiguous"] is True and "stopped" in attempt["error"]
