@@ -8,7 +8,6 @@ import sys
 from datetime import UTC, datetime
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
 from bridge.errors import BridgeError, ConfigError
@@ -27,9 +26,15 @@ def fail(message: str) -> None:
 @bridge_cli.command("migrate")
 def migrate_command() -> None:
     """Apply database migrations (the Procfile's release step; safe to run again)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from bridge.migrate import upgrade
 
-    upgrade(get_runtime().store.engine)
+    try:
+        upgrade(get_runtime().store.engine)
+    except SQLAlchemyError as exc:
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        fail(f"cannot migrate: the database is not answering ({type(exc).__name__}: {cause})")
     click.echo("database is up to date")
 
 
@@ -74,11 +79,12 @@ def replay_command(
     runtime = get_runtime()
     if bool(event_id) == all_failed:
         fail("give either an EVENT_ID or --failed")
-    if all_failed:
-        since_utc = since.replace(tzinfo=UTC) if since else None
-        ids = runtime.store.event_ids("failed", source, since_utc)
-    else:
-        ids = [event_id or ""]
+    if not all_failed and (source or since):
+        fail("--source and --since go with --failed")
+    try:
+        ids = _failed_ids(source, since) if all_failed else [event_id or ""]
+    except BridgeError as exc:
+        fail(exc.message)
     queued, refused = 0, 0
     for n, eid in enumerate(ids, 1):
         try:
@@ -91,6 +97,12 @@ def replay_command(
     click.echo(f"{queued} queued, {refused} not replayed")
     if refused and not all_failed:
         sys.exit(1)
+
+
+def _failed_ids(source: str | None, since: datetime | None) -> list[str]:
+    """Failed events, oldest first; a naive ``since`` is UTC."""
+    since_utc = since.replace(tzinfo=UTC) if since and since.tzinfo is None else since
+    return get_runtime().store.event_ids("failed", source, since_utc)
 
 
 @bridge_cli.command("sandbox")
@@ -109,10 +121,18 @@ def sandbox_command(host: str, port: int, token: str, latency_ms: int, fail_rate
 
 
 @bridge_cli.command("check")
-def check_command() -> None:
-    """Validate the configuration and print each source's URL."""
+@click.option(
+    "--base-url",
+    envvar="BRIDGE_PUBLIC_URL",
+    help="Public URL of the web process, e.g. https://my-bridge.herokuapp.com [env: BRIDGE_PUBLIC_URL]",
+)
+def check_command(base_url: str | None) -> None:
+    """Validate the configuration and print each source's URL.
+
+    The configuration is loaded (and refused, with one line) before this runs.
+    """
     runtime = get_runtime()
-    base = current_app.config.get("BRIDGE_PUBLIC_URL") or f"http://localhost:{runtime.settings.port}"
+    base = (base_url or f"http://localhost:{runtime.settings.port}").rstrip("/")
     click.echo(f"sources file {runtime.sources.path}: {len(runtime.sources.sources)} source(s)")
     for source in runtime.sources.sources.values():
         secret = "with secret" if source.secret else "no secret"

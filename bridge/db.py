@@ -69,6 +69,9 @@ events = Table(
     Column("message", JSON),
     Column("ticket_request", JSON),
     Column("attempts", Integer, nullable=False, default=0),
+    # BRIDGE_MAX_ATTEMPTS and the 72 h limit count from here: receipt, or the last replay
+    Column("retry_window_start", UTCDateTime(), nullable=False),
+    Column("attempts_at_window_start", Integer, nullable=False, default=0),
     Column("next_attempt_at", UTCDateTime()),
     Column("lease_owner", String(120)),
     Column("lease_expires_at", UTCDateTime()),

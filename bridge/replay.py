@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,14 +34,25 @@ class ReplayMappingFailed(BridgeError):
         self.code = exc.reason
 
 
-def message_from_dict(data: dict[str, Any]) -> InboundMessage:
+def plausible_event_id(event_id: str) -> bool:
+    """Could this be an event id? (The column holds 40 characters; PostgreSQL text holds no NUL.)"""
+    return 0 < len(event_id) <= 40 and event_id.isprintable()
+
+
+def message_from_dict(data: dict[str, Any] | None) -> InboundMessage:
+    """The stored message again; keys a later version no longer knows are dropped."""
+    if not data or not data.get("dedupe_key"):
+        raise MappingFailed("no_message", "the event holds no normalized message to map")
+    known = {f.name for f in dataclasses.fields(InboundMessage)}
     attachments = [Attachment(**a) for a in data.get("attachments") or []]
-    return InboundMessage(**{**data, "attachments": attachments})
+    return InboundMessage(
+        **{k: v for k, v in data.items() if k in known and k != "attachments"}, attachments=attachments
+    )
 
 
 def replay_event(runtime: Runtime, event_id: str, force: bool = False) -> str:
     """Re-queue a failed or discarded event (``force``: a delivered one too); returns the new status."""
-    found = runtime.store.message_of(event_id)
+    found = runtime.store.message_of(event_id) if plausible_event_id(event_id) else None
     if found is None:
         raise UnknownEvent(f"no event {event_id!r}")
     source_name, message, received_at = found
@@ -52,13 +64,25 @@ def replay_event(runtime: Runtime, event_id: str, force: bool = False) -> str:
             raise MappingFailed("unknown_source", f"source {source_name!r} is no longer in the sources file")
         request = build_ticket_request(message_from_dict(message), source, runtime.sources, received_at, event_id)
     except MappingFailed as exc:
-        if not runtime.store.requeue(event_id, allowed, {"status": "failed", "last_error": str(exc)}, now):
-            raise _conflict(runtime, event_id, force) from None
-        raise ReplayMappingFailed(exc) from None
+        raise _mapping_failed(runtime, event_id, exc, force, now) from None
     if not runtime.store.requeue(event_id, allowed, {"ticket_request": request}, now):
         raise _conflict(runtime, event_id, force)
     runtime.wake.set()
     return "queued"
+
+
+def _mapping_failed(
+    runtime: Runtime, event_id: str, exc: MappingFailed, force: bool, now: datetime
+) -> ReplayMappingFailed | ReplayConflict:
+    """A failed or discarded event becomes failed with the new reason; a delivered one keeps its state."""
+    if runtime.store.requeue(
+        event_id, REPLAYABLE, {"status": "failed", "last_error": str(exc), "next_attempt_at": None}, now
+    ):
+        return ReplayMappingFailed(exc)
+    event = runtime.store.get_event(event_id)
+    if force and event is not None and event["status"] == "delivered":
+        return ReplayMappingFailed(exc)
+    return _conflict(runtime, event_id, force)
 
 
 def _conflict(runtime: Runtime, event_id: str, force: bool) -> ReplayConflict:

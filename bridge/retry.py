@@ -31,7 +31,8 @@ class Decision:
     reason: str | None = None
 
 
-def decide(policy: RetryPolicy, outcome: Outcome, attempt: int, received_at: datetime, now: datetime) -> Decision:
+def decide(policy: RetryPolicy, outcome: Outcome, attempt: int, window_start: datetime, now: datetime) -> Decision:
+    """``attempt`` and ``window_start`` count from receipt, or from the last replay."""
     if outcome.result == "delivered":
         return Decision("delivered")
     if outcome.result == "failed":
@@ -40,7 +41,7 @@ def decide(policy: RetryPolicy, outcome: Outcome, attempt: int, received_at: dat
         return Decision("failed", reason=f"gave up after {attempt} attempts; last: {outcome.error}")
     delay = policy.delay(attempt, outcome.retry_after)
     # compare in seconds: a huge Retry-After must fail the event, not overflow a datetime
-    if delay > (received_at + timedelta(seconds=policy.max_age_seconds) - now).total_seconds():
+    if delay > (window_start + timedelta(seconds=policy.max_age_seconds) - now).total_seconds():
         hours = policy.max_age_seconds / 3600
         return Decision("failed", reason=f"gave up: the next attempt would be past {hours:g} h; last: {outcome.error}")
     return Decision("retrying", next_attempt_at=now + timedelta(seconds=delay), reason=outcome.error)

@@ -60,9 +60,20 @@ class Claim:
     owner: str
     attempt: int  # the number of the attempt about to be made
     ticket_request: dict[str, Any]
-    received_at: datetime
     request_id: str | None
     source: str
+    retry_window_start: datetime  # receipt, or the last replay
+    attempts_at_window_start: int
+
+    @property
+    def attempt_in_window(self) -> int:
+        """The attempt's number since receipt or the last replay: what BRIDGE_MAX_ATTEMPTS counts."""
+        return self.attempt - self.attempts_at_window_start
+
+
+def _claim_fields(row: Any) -> dict[str, Any]:
+    names = ("ticket_request", "request_id", "source", "retry_window_start", "attempts_at_window_start")
+    return {name: getattr(row, name) for name in names}
 
 
 @contextmanager
@@ -90,6 +101,8 @@ class Store:
         row = {
             **new.__dict__,
             "attempts": 0,
+            "attempts_at_window_start": 0,
+            "retry_window_start": new.received_at,
             "updated_at": new.received_at,
             "next_attempt_at": new.received_at if new.status == "queued" else None,
         }
@@ -202,14 +215,15 @@ class Store:
                 events.c.id,
                 events.c.attempts,
                 events.c.ticket_request,
-                events.c.received_at,
                 events.c.request_id,
                 events.c.source,
+                events.c.retry_window_start,
+                events.c.attempts_at_window_start,
             )
         )
         with self.engine.begin() as conn:
             rows = conn.execute(stmt).all()
-        return [Claim(r.id, owner, r.attempts, r.ticket_request, r.received_at, r.request_id, r.source) for r in rows]
+        return [Claim(owner=owner, attempt=r.attempts, event_id=r.id, **_claim_fields(r)) for r in rows]
 
     def finish(self, claim: Claim, attempt: dict[str, Any], changes: dict[str, Any], now: datetime) -> bool:
         """Record one attempt and the event's new state; False if the lease was lost meanwhile."""
@@ -244,7 +258,15 @@ class Store:
 
     def requeue(self, event_id: str, from_statuses: Sequence[str], changes: dict[str, Any], now: datetime) -> bool:
         """Compare-and-set an event back to ``queued`` (or to ``changes['status']``)."""
-        values = {"status": "queued", "next_attempt_at": now, "last_error": None, "updated_at": now, **changes}
+        values = {
+            "status": "queued",
+            "next_attempt_at": now,
+            "last_error": None,
+            "updated_at": now,
+            "retry_window_start": now,
+            "attempts_at_window_start": events.c.attempts,
+            **changes,
+        }
         stmt = update(events).where(events.c.id == event_id, events.c.status.in_(from_statuses)).values(values)
         with unavailable_as_503(), self.engine.begin() as conn:
             changed = conn.execute(stmt).rowcount == 1

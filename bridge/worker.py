@@ -146,7 +146,7 @@ class Worker:
             return
         outcome = self.client.create_ticket(claim.ticket_request, claim.request_id)
         now = utcnow()
-        decision = decide(self.policy, outcome, claim.attempt, claim.received_at, now)
+        decision = decide(self.policy, outcome, claim.attempt_in_window, claim.retry_window_start, now)
         log.info(
             "attempt %d for %s: %s (HTTP %s, %d ms)%s",
             claim.attempt,

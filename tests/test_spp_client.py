@@ -23,9 +23,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from werkzeug.http import HTTP_STATUS_CODES
 
-from bridge.version import __version__
 from bridge.sandbox import SandboxServer
 from bridge.spp_client import USER_AGENT, SppClient, parse_retry_after
+from bridge.version import __version__
 from tests.conftest import SPP_TOKEN
 
 API_VERSION = "2024-03-05"
@@ -151,7 +151,7 @@ def test_sandbox_receives_exactly_the_body_and_headers(client: SppClient, sandbo
         "Content-Type": "application/json",
         "Accept": "application/json",
     }
-    assert USER_AGENT == f"spp-ticket-bridge/{__version__}"
+    assert f"spp-ticket-bridge/{__version__}" == USER_AGENT
 
 
 def test_bearer_token_and_request_id_go_out_as_headers(stub: StubSpp, stub_client: SppClient) -> None:

@@ -105,7 +105,7 @@ def test_gives_up_after_72_hours(app: Flask, runtime: Runtime, sandbox) -> None:
     event_id = post(app)
     with runtime.store.engine.begin() as conn:
         old = datetime.now(UTC) - timedelta(hours=72)
-        conn.execute(update(events).where(events.c.id == event_id).values(received_at=old))
+        conn.execute(update(events).where(events.c.id == event_id).values(retry_window_start=old))
     deliver_all(runtime)
     got = event(runtime, event_id)
     assert got["status"] == "failed"

@@ -17,7 +17,7 @@ from bridge.http.schemas import (
     ReplayedSchema,
     ReplayQuerySchema,
 )
-from bridge.replay import UnknownEvent, replay_event
+from bridge.replay import UnknownEvent, plausible_event_id, replay_event
 from bridge.runtime import get_runtime
 
 admin_api = Blueprint("admin_api", __name__, url_prefix="/api")
@@ -61,7 +61,7 @@ def list_events() -> Response:
 @admin_api.get("/events/<event_id>")
 def event_detail(event_id: str) -> Response:
     store = get_runtime().store
-    event = store.get_event(event_id)
+    event = store.get_event(event_id) if plausible_event_id(event_id) else None
     if event is None:
         raise UnknownEvent(f"no event {event_id!r}")
     event["attempt_log"] = store.list_attempts(event_id)

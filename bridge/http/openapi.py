@@ -8,9 +8,9 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from bridge import __version__
 from bridge.http import schemas
 from bridge.spp_schema import StoreTicketRequestSchema
+from bridge.version import __version__
 
 
 def _json(schema: str, description: str) -> dict[str, Any]:
@@ -21,7 +21,11 @@ def _error(description: str) -> dict[str, Any]:
     return _json("Error", description)
 
 
-AUTH_ERRORS = {"401": _error("missing or wrong bearer token"), "404": _error("not found, or no admin token set")}
+ADMIN_ERRORS = {
+    "401": _error("missing or wrong bearer token"),
+    "404": _error("not found, or no admin token set"),
+    "503": _error("database unavailable"),
+}
 EVENT_ID = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 HOOK_RESPONSES = {
@@ -48,6 +52,7 @@ PATHS: dict[str, dict[str, Any]] = {
                 "content": {
                     "application/json": {"schema": {"type": "object"}},
                     "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                    "multipart/form-data": {"schema": {"type": "object"}},
                 },
             },
             "responses": HOOK_RESPONSES,
@@ -57,8 +62,8 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": {
             "summary": "Events, newest first",
             "security": [{"bearer": []}],
-            "parameters": [{"in": "query", "schema": "EventListQuery"}],
-            "responses": {"200": _json("EventList", "a page of events"), "400": _error("bad query"), **AUTH_ERRORS},
+            "parameters": [{"in": "query", "schema": schemas.EventListQuerySchema}],
+            "responses": {"200": _json("EventList", "a page of events"), "400": _error("bad query"), **ADMIN_ERRORS},
         }
     },
     "/api/events/{event_id}": {
@@ -66,20 +71,20 @@ PATHS: dict[str, dict[str, Any]] = {
             "summary": "One event with its ticket request and attempts",
             "security": [{"bearer": []}],
             "parameters": [EVENT_ID],
-            "responses": {"200": _json("EventDetail", "the event"), **AUTH_ERRORS},
+            "responses": {"200": _json("EventDetail", "the event"), **ADMIN_ERRORS},
         }
     },
     "/api/events/{event_id}/replay": {
         "post": {
             "summary": "Map a failed or discarded event again and queue it (force: a delivered one too)",
             "security": [{"bearer": []}],
-            "parameters": [EVENT_ID, {"in": "query", "schema": "ReplayQuery"}],
+            "parameters": [EVENT_ID, {"in": "query", "schema": schemas.ReplayQuerySchema}],
             "responses": {
                 "200": _json("Replayed", "queued again"),
                 "400": _error("bad query"),
                 "409": _error("the event is not in a replayable state"),
                 "422": _error("the event still cannot be mapped to a ticket"),
-                **AUTH_ERRORS,
+                **ADMIN_ERRORS,
             },
         }
     },
@@ -93,18 +98,18 @@ PATHS: dict[str, dict[str, Any]] = {
     "/openapi.json": {"get": {"summary": "This description", "responses": {"200": {"description": "OpenAPI 3"}}}},
 }
 
+# Nested schemas come before the schemas that nest them: the marshmallow plugin registers
+# a nested schema on first sight under its own name, and a second registration is an error.
 SCHEMAS = {
     "Error": schemas.ErrorSchema,
     "Accepted": schemas.AcceptedSchema,
+    "StoreTicketRequest": StoreTicketRequestSchema,
+    "Attempt": schemas.AttemptSchema,
     "EventSummary": schemas.EventSummarySchema,
     "EventDetail": schemas.EventDetailSchema,
     "EventList": schemas.EventListSchema,
-    "EventListQuery": schemas.EventListQuerySchema,
-    "ReplayQuery": schemas.ReplayQuerySchema,
     "Replayed": schemas.ReplayedSchema,
-    "Attempt": schemas.AttemptSchema,
     "Health": schemas.HealthSchema,
-    "StoreTicketRequest": StoreTicketRequestSchema,
 }
 
 

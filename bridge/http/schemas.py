@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+import re
+
+from marshmallow import Schema, ValidationError, fields, validate
 
 from bridge.spp_schema import StoreTicketRequestSchema
 
@@ -58,11 +60,32 @@ class EventListSchema(Schema):
     next_cursor = fields.String(allow_none=True, required=True)
 
 
+# PostgreSQL text cannot hold NUL, and no id or source name holds a control character:
+# refuse them here (400) rather than let the database refuse them (500).
+class _FullMatch(validate.Validator):
+    """A pattern whose ``$`` means the end of the string, as in JSON Schema (Python's admits a final newline).
+
+    apispec copies ``regex.pattern`` into the OpenAPI ``pattern``.
+    """
+
+    def __init__(self, pattern: str, error: str) -> None:
+        self.regex = re.compile(pattern)
+        self.message = error
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self.message)
+        return value
+
+
+NO_CONTROL_CHARACTERS = _FullMatch(r"^[^\x00-\x1f\x7f]*$", error="must not contain control characters")
+
+
 class EventListQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(STATUSES))
-    source = fields.String(validate=validate.Length(max=100))
+    source = fields.String(validate=[validate.Length(max=100), NO_CONTROL_CHARACTERS])
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    cursor = fields.String(validate=validate.Length(max=40))
+    cursor = fields.String(validate=[validate.Length(max=40), NO_CONTROL_CHARACTERS])
 
 
 class ReplayQuerySchema(Schema):

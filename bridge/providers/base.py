@@ -2,7 +2,8 @@
 
 The HTTP layer (bridge/http/hooks.py) calls, in this order: ``verify`` (on the raw
 bytes, before anything is parsed, so a stranger learns nothing about what we accept),
-``check_content_type`` and ``parse``, which returns one :class:`InboundMessage`. A provider never touches the database or SPP.
+``check_content_type`` and ``parse``, which returns one :class:`InboundMessage`.
+A provider never touches the database or SPP.
 """
 
 from __future__ import annotations
