@@ -103,6 +103,16 @@ attempts = Table(
 )
 
 
+seen_tokens = Table(
+    "seen_tokens",
+    metadata,
+    Column("source", String(100), primary_key=True),
+    Column("token", String(255), primary_key=True),
+    Column("dedupe_key", String(255), nullable=False),
+    Column("seen_at", UTCDateTime(), nullable=False, index=True),
+)
+
+
 def normalize_url(url: str, instance_path: str) -> str:
     """Heroku's ``postgres://`` becomes psycopg 3's URL; empty means SQLite under instance/."""
     if not url:

@@ -19,7 +19,8 @@ class InboundMessage:
 
     ``dedupe_key`` identifies a repeat of the same webhook for the same source (see the
     kinds table of the contract). ``discard_reason`` is set when the message must be
-    stored but create no ticket (automatic replies, spam).
+    stored but create no ticket (automatic replies, spam). ``fields`` holds what the
+    sender posted (form fields, JSON object, answers by key and label, email headers).
     """
 
     dedupe_key: str
@@ -32,6 +33,9 @@ class InboundMessage:
     attachments: list[Attachment] = field(default_factory=list)
     message_id: str | None = None
     discard_reason: str | None = None
+    # a one-time value of the signature (Mailgun's token) that must never come back with
+    # another dedupe_key: a replayed signature on a different message is refused
+    replay_token: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

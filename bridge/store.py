@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, text, update
+from sqlalchemy import Engine, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from bridge.db import attempts, events
+from bridge.db import attempts, events, seen_tokens
 from bridge.errors import StoreUnavailable
 
 NOTIFY_CHANNEL = "bridge_events"
@@ -119,6 +119,18 @@ class Store:
                 )
             ).one()
             return first.id, first.status, False
+
+    def remember_token(self, source: str, token: str, dedupe_key: str, now: datetime, ttl_seconds: float) -> bool:
+        """Record a one-time signature token; False when it was seen with another dedupe key."""
+        dialect_insert = postgresql.insert if self.is_postgres else sqlite.insert
+        row = {"source": source, "token": token[:255], "dedupe_key": dedupe_key, "seen_at": now}
+        with unavailable_as_503(), self.engine.begin() as conn:
+            conn.execute(delete(seen_tokens).where(seen_tokens.c.seen_at < now - timedelta(seconds=ttl_seconds)))
+            conn.execute(dialect_insert(seen_tokens).values(row).on_conflict_do_nothing())
+            first = conn.execute(
+                select(seen_tokens.c.dedupe_key).where(seen_tokens.c.source == source, seen_tokens.c.token == row["token"])
+            ).scalar_one()
+        return bool(first == dedupe_key)
 
     # --- reading ---------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import Template
 
 from bridge.errors import MappingFailed
-from bridge.message import InboundMessage
+from bridge.message import Attachment, InboundMessage
 from bridge.sources import Source, SourcesConfig
 from bridge.spp_schema import validate_ticket_request
 
@@ -146,5 +146,21 @@ def _default_note(message: InboundMessage) -> str:
     # whitespace collapsed so a name holding a line break cannot push the address off the first line
     name, email = " ".join((message.name or "").split()), "".join((message.email or "").split())
     sender = " ".join(p for p in (name, f"<{email}>" if email else "") if p)
-    body = message.body or ""
+    body = (message.body or "") + attachment_list(message.attachments)
     return f"From: {sender}\n\n{body}".strip() if sender else body.strip()
+
+
+def attachment_list(attachments: list[Attachment]) -> str:
+    """SPP's create endpoint takes no files, so the note says what came with the message."""
+    if not attachments:
+        return ""
+    lines = "\n".join(f"- {a.name} ({human_size(a.size)})" for a in attachments)
+    return f"\n\nAttachments (not forwarded):\n{lines}"
+
+
+def human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} kB"
+    return f"{size / (1024 * 1024):.1f} MB"

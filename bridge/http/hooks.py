@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, redirect, request
 
-from bridge.errors import MappingFailed, UnknownSource
+from bridge.errors import MappingFailed, Unauthorized, UnknownSource
 from bridge.log import REDACTED, scrub_data
 from bridge.message import InboundMessage
 from bridge.providers import PROVIDERS, Provider
@@ -42,6 +42,10 @@ def receive(source_name: str) -> Response:
     provider.verify(request, source)
     provider.check_content_type(request)
     message = provider.parse(request, source)
+    if message.replay_token and not runtime.store.remember_token(
+        source.name, message.replay_token, message.dedupe_key, datetime.now(UTC), provider.token_ttl_seconds
+    ):
+        raise Unauthorized("this signature was already used for another message (replayed request)")
     event_id, status, created = _store(runtime, source, provider, message)
     if created and status == "queued":
         runtime.wake.set()

@@ -6,11 +6,24 @@ from bridge.providers.base import Provider
 from bridge.providers.form import FormProvider
 from bridge.providers.json import JsonProvider
 
+# <mailgun-import>
+# <sendgrid-import>
+# <cloudmailin-import>
+# <postmark-import>
+# <email-import>
+# <formbuilders-import>
+
 PROVIDERS: dict[str, Provider] = {
     provider.kind: provider
     for provider in (
         JsonProvider(),
         FormProvider(),
+        # <mailgun>
+        # <sendgrid>
+        # <cloudmailin>
+        # <postmark>
+        # <email>
+        # <formbuilders>
     )
 }
 

@@ -30,6 +30,8 @@ class Provider:
     reject_status: ClassVar[int] = 422
     # headers whose values are credentials: never stored, logged or shown
     secret_headers: ClassVar[tuple[str, ...]] = ()
+    # how long a one-time signature token (InboundMessage.replay_token) is remembered
+    token_ttl_seconds: ClassVar[float] = 12 * 3600
 
     def check_content_type(self, request: Request) -> None:
         if request.mimetype not in self.content_types:
@@ -73,3 +75,16 @@ class TokenAuth:
         given = request.headers.get(self.header) or request.args.get("token") or ""
         if not hmac.compare_digest(given.encode(), source.secret.encode()):
             raise Unauthorized(f"missing or wrong {self.header} header (or ?token= value)")
+
+
+class BasicAuth:
+    """HTTP Basic credentials, configured as ``secret: user:pass`` (the sender puts them in the URL)."""
+
+    secret_headers: ClassVar[tuple[str, ...]] = ("Authorization",)
+
+    def verify(self, request: Request, source: Source) -> None:
+        expected = (source.secret or "").encode()
+        auth = request.authorization
+        given = f"{auth.username}:{auth.password}".encode() if auth and auth.type == "basic" else b""
+        if not expected or not hmac.compare_digest(given, expected):
+            raise Unauthorized("missing or wrong HTTP Basic credentials (put user:pass in the webhook URL)")

@@ -46,3 +46,11 @@ def lookup(data: Any, path: str) -> Any:
             return None
         data = data[part]
     return data
+
+
+def honeypot_reason(fields: dict[str, Any], source: Source) -> str | None:
+    """A source's ``honeypot: <field>`` is a field people never see: filled in, it was a bot."""
+    name = source.options.get("honeypot")
+    if name and str(fields.get(name) or "").strip():
+        return f"spam: honeypot field {name!r} was filled in"
+    return None

@@ -9,7 +9,7 @@ from werkzeug import Request
 from bridge.errors import RejectedPayload
 from bridge.message import Attachment, InboundMessage
 from bridge.providers.base import Provider, TokenAuth, body_hash
-from bridge.providers.fields import SubmittedMessageSchema, pick_message_fields
+from bridge.providers.fields import SubmittedMessageSchema, honeypot_reason, pick_message_fields
 from bridge.sources import Source
 
 
@@ -17,6 +17,7 @@ class FormProvider(TokenAuth, Provider):
     kind = "form"
     content_types = ("application/x-www-form-urlencoded", "multipart/form-data")
     requires_secret = False
+    options = ("honeypot",)
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         form = request.form
@@ -31,7 +32,13 @@ class FormProvider(TokenAuth, Provider):
         if not data and not files:
             raise RejectedPayload("the form has no fields", status=self.reject_status)
         picked = self.load(SubmittedMessageSchema(), pick_message_fields(data, source))
-        return InboundMessage(dedupe_key=body_hash(request), fields=data, attachments=files, **picked)
+        return InboundMessage(
+            dedupe_key=body_hash(request),
+            fields=data,
+            attachments=files,
+            discard_reason=honeypot_reason(data, source),
+            **picked,
+        )
 
 
 def _size(stream: Any) -> int:
