@@ -76,6 +76,16 @@ class StoreUnavailable(BridgeError):
     code = "database_unavailable"
 
 
+class Unmappable(BridgeError):
+    """Answered when a replay or preview cannot become a ticket; the code is the mapping's reason."""
+
+    status = 422
+
+    def __init__(self, exc: MappingFailed, what: str) -> None:
+        super().__init__(f"{what}: {exc.detail}")
+        self.code = exc.reason
+
+
 class MappingFailed(Exception):
     """The message could not be turned into a ticket request; the event is stored as failed.
 

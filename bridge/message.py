@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -42,5 +42,7 @@ class InboundMessage:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InboundMessage:
+        """The message again from ``to_dict()``; keys a later version no longer knows are dropped."""
+        known = {f.name for f in fields(cls)} - {"attachments"}
         attachments = [Attachment(**a) for a in data.get("attachments") or []]
-        return cls(**{**data, "attachments": attachments})
+        return cls(**{k: v for k, v in data.items() if k in known}, attachments=attachments)

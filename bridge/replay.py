@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.errors import BridgeError, MappingFailed
-from bridge.message import Attachment, InboundMessage
+from bridge.errors import BridgeError, MappingFailed, Unmappable
+from bridge.message import InboundMessage
 from bridge.runtime import Runtime
 from bridge.tickets import build_ticket_request
 
@@ -24,16 +23,6 @@ class ReplayConflict(BridgeError):
     code = "not_replayable"
 
 
-class ReplayMappingFailed(BridgeError):
-    """The event still cannot become a ticket; it stays failed with the new reason."""
-
-    status = 422
-
-    def __init__(self, exc: MappingFailed) -> None:
-        super().__init__(f"still cannot map the event: {exc.detail}")
-        self.code = exc.reason
-
-
 def plausible_event_id(event_id: str) -> bool:
     """Could this be an event id? (The column holds 40 characters; PostgreSQL text holds no NUL.)"""
     return 0 < len(event_id) <= 40 and event_id.isprintable()
@@ -43,11 +32,7 @@ def message_from_dict(data: dict[str, Any] | None) -> InboundMessage:
     """The stored message again; keys a later version no longer knows are dropped."""
     if not data or not data.get("dedupe_key"):
         raise MappingFailed("no_message", "the event holds no normalized message to map")
-    known = {f.name for f in dataclasses.fields(InboundMessage)}
-    attachments = [Attachment(**a) for a in data.get("attachments") or []]
-    return InboundMessage(
-        **{k: v for k, v in data.items() if k in known and k != "attachments"}, attachments=attachments
-    )
+    return InboundMessage.from_dict(data)
 
 
 def replay_event(runtime: Runtime, event_id: str, force: bool = False) -> str:
@@ -73,15 +58,15 @@ def replay_event(runtime: Runtime, event_id: str, force: bool = False) -> str:
 
 def _mapping_failed(
     runtime: Runtime, event_id: str, exc: MappingFailed, force: bool, now: datetime
-) -> ReplayMappingFailed | ReplayConflict:
+) -> Unmappable | ReplayConflict:
     """A failed or discarded event becomes failed with the new reason; a delivered one keeps its state."""
     if runtime.store.requeue(
         event_id, REPLAYABLE, {"status": "failed", "last_error": str(exc), "next_attempt_at": None}, now
     ):
-        return ReplayMappingFailed(exc)
+        return Unmappable(exc, "still cannot map the event")
     event = runtime.store.get_event(event_id)
     if force and event is not None and event["status"] == "delivered":
-        return ReplayMappingFailed(exc)
+        return Unmappable(exc, "still cannot map the event")
     return _conflict(runtime, event_id, force)
 
 

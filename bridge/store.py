@@ -128,7 +128,9 @@ class Store:
             conn.execute(delete(seen_tokens).where(seen_tokens.c.seen_at < now - timedelta(seconds=ttl_seconds)))
             conn.execute(dialect_insert(seen_tokens).values(row).on_conflict_do_nothing())
             first = conn.execute(
-                select(seen_tokens.c.dedupe_key).where(seen_tokens.c.source == source, seen_tokens.c.token == row["token"])
+                select(seen_tokens.c.dedupe_key).where(
+                    seen_tokens.c.source == source, seen_tokens.c.token == row["token"]
+                )
             ).scalar_one()
         return bool(first == dedupe_key)
 

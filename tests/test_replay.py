@@ -156,7 +156,7 @@ def test_replay_a_discarded_event(app: Flask, runtime: Runtime, sandbox: Sandbox
     assert ticket["request"] == {
         "user_id": 12,
         "subject": "Out of office",
-        "note": "From: <alice@example.com>\n\nI am away",
+        "note": "From: <alice@example.com>\n\nI am away\n\nAttachments (not forwarded):\n- cal.ics (120 B)",
         "tags": ["api"],
         "metadata": {"bridge_event_id": event_id},
     }

@@ -1,15 +1,17 @@
-"""The admin API (contract section 6): events, event detail, replay. Bearer BRIDGE_ADMIN_TOKEN."""
+"""The admin API (contract section 6): events, event detail, replay, preview. Bearer BRIDGE_ADMIN_TOKEN."""
 
 from __future__ import annotations
 
 import hmac
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import NotFound
 
-from bridge.errors import BridgeError, Unauthorized
+from bridge.errors import BridgeError, MappingFailed, Unauthorized, Unmappable
+from bridge.http.hooks import inbound_message
 from bridge.http.schemas import (
     EventDetailSchema,
     EventListQuerySchema,
@@ -19,6 +21,7 @@ from bridge.http.schemas import (
 )
 from bridge.replay import UnknownEvent, plausible_event_id, replay_event
 from bridge.runtime import get_runtime
+from bridge.tickets import build_ticket_request
 
 admin_api = Blueprint("admin_api", __name__, url_prefix="/api")
 
@@ -47,6 +50,23 @@ def _query(schema: Schema) -> dict[str, Any]:
         return schema.load(request.args.to_dict())
     except ValidationError as err:
         raise BadQuery(f"invalid query: {err.normalized_messages()}") from None
+
+
+@admin_api.post("/preview/<source_name>")
+def preview(source_name: str) -> Response:
+    """What /hooks/<source> would send to SPP for this request; stores nothing, sends nothing.
+
+    The admin token authorizes the call, so the sender's own secret or signature is not checked.
+    """
+    runtime = get_runtime()
+    source, _, message = inbound_message(runtime, source_name, verify=False)
+    if message.discard_reason:
+        raise Unmappable(MappingFailed("discarded", message.discard_reason), "it would be stored as discarded")
+    try:
+        ticket_request = build_ticket_request(message, source, runtime.sources, datetime.now(UTC))
+    except MappingFailed as exc:
+        raise Unmappable(exc, "it would be stored as failed") from None
+    return jsonify(ticket_request)
 
 
 @admin_api.get("/events")

@@ -31,17 +31,26 @@ def new_event_id() -> str:
     return f"evt_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
 
 
-@hooks.post("/hooks/<source_name>")
-def receive(source_name: str) -> Response:
-    runtime = get_runtime()
+def inbound_message(runtime: Runtime, source_name: str, verify: bool = True) -> tuple[Source, Provider, InboundMessage]:
+    """The current request as the source's provider reads it (shared by the hook and the preview)."""
     source = runtime.sources.sources.get(source_name)
     if source is None:
         raise UnknownSource(f"no source named {source_name!r} in the sources file")
     provider = PROVIDERS[source.kind]
     request.get_data(cache=True)  # raw bytes first: signatures cover them; 413 when too big
-    provider.verify(request, source)
+    if verify:
+        provider.verify(request, source)
     provider.check_content_type(request)
     message = provider.parse(request, source)
+    if source.secret:  # a sender that echoes our secret in its payload must not spread it
+        message = InboundMessage.from_dict(scrub_data(message.to_dict(), [source.secret]))
+    return source, provider, message
+
+
+@hooks.post("/hooks/<source_name>")
+def receive(source_name: str) -> Response:
+    runtime = get_runtime()
+    source, provider, message = inbound_message(runtime, source_name)
     if message.replay_token and not runtime.store.remember_token(
         source.name, message.replay_token, message.dedupe_key, datetime.now(UTC), provider.token_ttl_seconds
     ):
@@ -62,8 +71,6 @@ def receive(source_name: str) -> Response:
 
 def _store(runtime: Runtime, source: Source, provider: Provider, message: InboundMessage) -> tuple[str, str, bool]:
     event_id, received_at = new_event_id(), datetime.now(UTC)
-    if source.secret:  # a sender that echoes our secret in its payload must not spread it
-        message = InboundMessage.from_dict(scrub_data(message.to_dict(), [source.secret]))
     status, ticket_request, last_error = "queued", None, None
     if message.discard_reason:
         status, last_error = "discarded", f"discarded: {message.discard_reason}"

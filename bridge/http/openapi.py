@@ -42,19 +42,21 @@ HOOK_RESPONSES = {
     "503": _error("database unavailable; retry"),
 }
 
+HOOK_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"type": "object"}},
+        "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+        "multipart/form-data": {"schema": {"type": "object"}},
+    },
+}
+
 PATHS: dict[str, dict[str, Any]] = {
     "/hooks/{source}": {
         "post": {
             "summary": "Receive a webhook for a configured source",
             "parameters": [{"name": "source", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"type": "object"}},
-                    "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
-                    "multipart/form-data": {"schema": {"type": "object"}},
-                },
-            },
+            "requestBody": HOOK_BODY,
             "responses": HOOK_RESPONSES,
         }
     },
@@ -84,6 +86,23 @@ PATHS: dict[str, dict[str, Any]] = {
                 "400": _error("bad query"),
                 "409": _error("the event is not in a replayable state"),
                 "422": _error("the event still cannot be mapped to a ticket"),
+                **ADMIN_ERRORS,
+            },
+        }
+    },
+    "/api/preview/{source}": {
+        "post": {
+            "summary": "The StoreTicketRequest /hooks/{source} would send for this input (stores and sends nothing; "
+            "the sender's own secret is not checked)",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "source", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "requestBody": HOOK_BODY,
+            "responses": {
+                "200": _json("StoreTicketRequest", "the request it would send (without metadata.bridge_event_id)"),
+                "400": _error("body that cannot be parsed"),
+                "413": _error("body over BRIDGE_MAX_BODY_BYTES"),
+                "415": _error("content type the kind does not take"),
+                "422": _error("it would be stored as failed or discarded, or lacks what the kind requires"),
                 **ADMIN_ERRORS,
             },
         }

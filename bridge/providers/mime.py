@@ -46,7 +46,7 @@ class ParsedEmail:
 
 def parse_rfc822(raw: bytes) -> ParsedEmail:
     """Parse a whole message; never raises on malformed input (the stdlib records defects instead)."""
-    message: EmailMessage = BytesParser(policy=policy.default).parsebytes(raw)  # type: ignore[assignment]
+    message: EmailMessage = BytesParser(policy=policy.default).parsebytes(raw)
     headers = header_dict(message.items())
     name, address = sender(headers.get("from", ""))
     text_part = _first_part(message, "plain")
