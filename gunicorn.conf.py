@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from typing import Any
+
+# Each gunicorn worker counts metrics in files here; /metrics adds them up (prometheus-client
+# multiprocess mode). Set before any worker imports prometheus_client.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="bridge-metrics-"))
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -42,6 +47,12 @@ def post_worker_init(worker: Any) -> None:
 
     if get_runtime(worker.wsgi).settings.embedded_worker:
         start_embedded_worker(worker.wsgi)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def worker_exit(server: Any, worker: Any) -> None:

@@ -33,7 +33,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str
     engine = make_engine(normalize_url(settings.database_url, app.instance_path), settings.delivery_concurrency + 4)
     runtime = Runtime(settings, sources, Store(engine))
     app.extensions["bridge"] = runtime
-    configure_logging(runtime.secrets())
+    configure_logging(runtime.secrets(), fmt=settings.log_format)
 
     from bridge.cli import bridge_cli
     from bridge.http import register_http

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import time
 from collections.abc import Iterable
 from typing import Any
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s evt=%(event_id)s] %(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s evt=%(event_id)s] %(message)s"
+# fields a log call may add with extra= that the JSON lines carry as their own keys
+JSON_EXTRAS = ("source", "status", "method", "path", "duration_ms", "attempt", "outcome", "http_status", "ticket_id")
 REDACTED = "[REDACTED]"
 
 
@@ -23,7 +27,7 @@ class ContextFilter(logging.Filter):
 
 
 class SecretsFilter(logging.Filter):
-    """Replaces every configured secret that appears in a formatted log message."""
+    """Replaces every configured secret that appears in a formatted log message or its traceback."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -34,6 +38,8 @@ class SecretsFilter(logging.Filter):
         cleaned = scrub(message, self.secrets)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:  # formatters reuse exc_text as it is
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info), self.secrets)
         return True
 
 
@@ -63,15 +69,35 @@ def _current_request_id() -> str:
         return "-"
 
 
-def configure_logging(secrets: Iterable[str], level: int = logging.INFO) -> None:
-    """Install one stderr handler on the root logger (idempotent: the filter list is refreshed)."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request and event ids, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", "-"),
+            "event_id": getattr(record, "event_id", "-"),
+        }
+        line.update({k: getattr(record, k) for k in JSON_EXTRAS if hasattr(record, k)})
+        if record.exc_info:
+            line["error"] = record.exc_text or self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def configure_logging(secrets: Iterable[str], level: int = logging.INFO, fmt: str = "json") -> None:
+    """Install one stderr handler on the root logger (idempotent: format and filters are refreshed)."""
     root = logging.getLogger()
     handler = next((h for h in root.handlers if getattr(h, "_bridge", False)), None)
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)
         handler._bridge = True  # type: ignore[attr-defined]
-        handler.setFormatter(logging.Formatter(FORMAT))
         root.addHandler(handler)
+    json_formatter = JsonFormatter()
+    json_formatter.converter = time.gmtime
+    handler.setFormatter(json_formatter if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     handler.filters = [ContextFilter(), SecretsFilter(secrets)]
     root.setLevel(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)

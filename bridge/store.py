@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, delete, func, insert, or_, select, text, update
@@ -167,6 +167,13 @@ class Store:
         query = select(events.c.status, func.count()).group_by(events.c.status)
         with unavailable_as_503(), self.engine.connect() as conn:
             return {status: n for status, n in conn.execute(query).all()}
+
+    def oldest_pending(self) -> datetime | None:
+        """When the oldest event still waiting for delivery was received."""
+        query = select(func.min(events.c.received_at)).where(events.c.status.in_((*PENDING, "delivering")))
+        with unavailable_as_503(), self.engine.connect() as conn:
+            value = conn.execute(query).scalar_one_or_none()
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
     def event_ids(self, status: str, source: str | None = None, since: datetime | None = None) -> list[str]:
         query = select(events.c.id).where(events.c.status == status).order_by(events.c.id)

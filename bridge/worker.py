@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bridge.metrics import ATTEMPTS, DELIVERY_SECONDS, FINISHED
 from bridge.retry import Decision, RetryPolicy, decide
 from bridge.spp_client import Outcome, SppClient
 from bridge.store import NOTIFY_CHANNEL, Claim, Store
@@ -147,6 +148,10 @@ class Worker:
         outcome = self.client.create_ticket(claim.ticket_request, claim.request_id)
         now = utcnow()
         decision = decide(self.policy, outcome, claim.attempt_in_window, claim.retry_window_start, now)
+        ATTEMPTS.labels("ambiguous" if outcome.ambiguous else outcome.result).inc()
+        DELIVERY_SECONDS.observe(outcome.duration_ms / 1000)
+        if decision.status in ("delivered", "failed"):
+            FINISHED.labels(decision.status).inc()
         log.info(
             "attempt %d for %s: %s (HTTP %s, %d ms)%s",
             claim.attempt,
@@ -155,7 +160,15 @@ class Worker:
             outcome.http_status or "-",
             outcome.duration_ms,
             f" ticket {outcome.ticket_id}" if outcome.ticket_id else f": {outcome.error}",
-            extra=_extra(claim),
+            extra={
+                **_extra(claim),
+                "source": claim.source,
+                "attempt": claim.attempt,
+                "outcome": decision.status,
+                "http_status": outcome.http_status,
+                "duration_ms": outcome.duration_ms,
+                "ticket_id": outcome.ticket_id,
+            },
         )
         self._record(claim, outcome, decision, now)
 

@@ -41,6 +41,7 @@ class Settings:
     spp_read_timeout: float = 30.0
     poll_seconds: float = 0.5
     port: int = 8000
+    log_format: str = "json"
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         settings = replace(self, **overrides)
@@ -97,6 +98,14 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices``; the first is the default."""
+    raw = (_str(env, name) or choices[0]).lower()
+    if raw not in choices:
+        raise ConfigError(f"{name}: {raw!r} is not one of {', '.join(choices)}")
+    return raw
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = _str(env, name)
     if raw is None:
@@ -130,6 +139,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         spp_read_timeout=_float(env, "BRIDGE_SPP_READ_TIMEOUT_SECONDS", 30.0),
         poll_seconds=_float(env, "BRIDGE_POLL_SECONDS", 0.5),
         port=_int(env, "PORT", 8000, maximum=65535),
+        log_format=_choice(env, "LOG_FORMAT", ("json", "text")),
     )
     settings.check()
     return settings

@@ -10,15 +10,16 @@ import os
 import secrets
 import textwrap
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from bridge.app import create_app
-from bridge.db import make_engine, metadata, normalize_url
+from bridge.db import events, make_engine, metadata, normalize_url
 from bridge.migrate import upgrade
 from bridge.runtime import Runtime, get_runtime
 from bridge.sandbox import Sandbox, SandboxServer
@@ -180,6 +181,12 @@ def deliver_all(runtime: Runtime, timeout: float = 20.0, **kwargs: Any) -> Worke
     )
     worker.run_until_idle(timeout)
     return worker
+
+
+def make_due(runtime: Runtime, event_id: str) -> None:
+    """Make a retrying event due now instead of after its backoff."""
+    with runtime.store.engine.begin() as conn:
+        conn.execute(update(events).where(events.c.id == event_id).values(next_attempt_at=datetime.now(UTC)))
 
 
 def admin_headers() -> dict[str, str]:

@@ -12,7 +12,7 @@ from sqlalchemy import update
 from bridge.db import events
 from bridge.runtime import Runtime, get_runtime
 from bridge.worker import Worker
-from tests.conftest import api_headers, deliver_all
+from tests.conftest import api_headers, deliver_all, make_due
 from tests.helpers import free_port, wait_for
 
 BODY = {"email": "alice@example.com", "subject": "Printer on fire", "message": "Please help"}
@@ -29,11 +29,6 @@ def event(runtime: Runtime, event_id: str) -> dict:
     assert found is not None
     found["attempt_log"] = runtime.store.list_attempts(event_id)
     return found
-
-
-def make_due(runtime: Runtime, event_id: str) -> None:
-    with runtime.store.engine.begin() as conn:
-        conn.execute(update(events).where(events.c.id == event_id).values(next_attempt_at=datetime.now(UTC)))
 
 
 def test_delivered_records_ticket_and_request_id(app: Flask, runtime: Runtime, sandbox) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
 
 from flask import Flask, Response, g, request
@@ -11,8 +13,10 @@ from bridge.http.admin_api import admin_api
 from bridge.http.errors import register_error_handlers
 from bridge.http.health import health
 from bridge.http.hooks import hooks
+from bridge.metrics import ACCEPT_SECONDS, REJECTED
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,100}$")
+log = logging.getLogger("bridge.http")
 
 
 def register_http(app: Flask) -> None:
@@ -20,15 +24,36 @@ def register_http(app: Flask) -> None:
     app.register_blueprint(admin_api)
     app.register_blueprint(health)
     register_error_handlers(app)
-    app.before_request(_assign_request_id)
-    app.after_request(_echo_request_id)
+    app.before_request(_start)
+    app.after_request(_finish)
 
 
-def _assign_request_id() -> None:
+def _start() -> None:
+    g.started = time.perf_counter()
     given = request.headers.get("X-Request-ID", "")
     g.request_id = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
-def _echo_request_id(response: Response) -> Response:
+def _finish(response: Response) -> Response:
+    """Echo the request id; for inbound hooks, one log line and the accept metrics."""
     response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
+    if request.path.startswith("/hooks/"):
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        ACCEPT_SECONDS.observe(seconds)
+        if response.status_code >= 400:
+            REJECTED.labels(str(response.status_code), g.get("error_code", "-")).inc()
+        log.info(
+            "%s %s %d %s",
+            request.method,
+            request.path,
+            response.status_code,
+            g.get("outcome") or g.get("error_code", ""),
+            extra={
+                "event_id": g.get("event_id", "-"),
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round(seconds * 1000, 1),
+            },
+        )
     return response

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from bridge.errors import BridgeError, RejectedPayload, StoreUnavailable
@@ -13,6 +13,7 @@ log = logging.getLogger("bridge.http")
 
 
 def error_response(status: int, code: str, message: str, **extra: object) -> Response:
+    g.error_code = code  # for the request's log line and metrics
     response = jsonify({"error": code, "message": message, **extra})
     response.status_code = status
     return response

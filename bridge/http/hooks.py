@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import secrets
 import time
 from datetime import UTC, datetime
@@ -13,13 +12,13 @@ from flask import Blueprint, Response, g, jsonify, redirect, request
 from bridge.errors import MappingFailed, Unauthorized, UnknownSource
 from bridge.log import REDACTED, scrub_data
 from bridge.message import InboundMessage
+from bridge.metrics import ACCEPTED, DUPLICATES
 from bridge.providers import PROVIDERS, Provider
 from bridge.runtime import Runtime, get_runtime
 from bridge.sources import Source
 from bridge.store import NewEvent
 from bridge.tickets import build_ticket_request
 
-log = logging.getLogger("bridge.hooks")
 hooks = Blueprint("hooks", __name__)
 
 # never stored or logged, whatever the kind
@@ -58,14 +57,11 @@ def receive(source_name: str) -> Response:
     event_id, status, created = _store(runtime, source, provider, message)
     if created and status == "queued":
         runtime.wake.set()
-    log.info(
-        "%s event %s from %s: %s",
-        "accepted" if created else "duplicate",
-        event_id,
-        source.name,
-        status,
-        extra={"event_id": event_id},
-    )
+    if created:
+        ACCEPTED.labels(source.name, status).inc()
+    else:
+        DUPLICATES.labels(source.name).inc()
+    g.event_id, g.outcome = event_id, f"{'accepted' if created else 'duplicate'} ({status})"
     return _answer(source, event_id, status, created)
 
 
