@@ -114,6 +114,19 @@ PATHS: dict[str, dict[str, Any]] = {
             "responses": {"200": _json("Health", "ready"), "503": _error("database unavailable")},
         }
     },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics",
+            "security": [{"bearer": []}],
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                **ADMIN_ERRORS,
+            },
+        }
+    },
     "/openapi.json": {"get": {"summary": "This description", "responses": {"200": {"description": "OpenAPI 3"}}}},
 }
 

@@ -25,9 +25,10 @@ from bridge.runtime import Runtime
 from bridge.sandbox import SandboxServer
 from tests.conftest import ADMIN_TOKEN, admin_headers, api_headers, deliver_all
 
-# contract section 6 (less /metrics, a later issue) and section 4
+# contract sections 4 and 6
 DOCUMENTED = {
     ("/hooks/{source}", "post"),
+    ("/metrics", "get"),
     ("/api/preview/{source}", "post"),
     ("/api/events", "get"),
     ("/api/events/{event_id}", "get"),
@@ -55,7 +56,7 @@ def test_the_description_is_valid_openapi_3(app: Flask) -> None:
     assert operations(spec) == DOCUMENTED
     assert spec["components"]["securitySchemes"] == {"bearer": {"type": "http", "scheme": "bearer"}}
     for path, method in DOCUMENTED:
-        needs_auth = path.startswith("/api/")
+        needs_auth = path.startswith("/api/") or path == "/metrics"
         assert ("security" in spec["paths"][path][method]) is needs_auth, path
 
 
