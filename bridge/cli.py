@@ -11,6 +11,7 @@ import click
 from flask.cli import AppGroup
 
 from bridge.errors import BridgeError, ConfigError
+from bridge.providers import PROVIDERS
 from bridge.replay import replay_event
 from bridge.runtime import get_runtime
 
@@ -135,7 +136,9 @@ def check_command(base_url: str | None) -> None:
     base = (base_url or f"http://localhost:{runtime.settings.port}").rstrip("/")
     click.echo(f"sources file {runtime.sources.path}: {len(runtime.sources.sources)} source(s)")
     for source in runtime.sources.sources.values():
+        url = f"{base}/hooks/{source.name}"
         secret = "with secret" if source.secret else "no secret"
-        click.echo(f"  {source.name:<20} {source.kind:<10} {base}/hooks/{source.name}  ({secret})")
+        click.echo(f"  {source.name:<20} {source.kind:<10} {url}  ({secret})")
+        click.echo(f"      sender: {PROVIDERS[source.kind].sender_setup.format(url=url)}")
     if not runtime.settings.spp_api_url:
         click.echo("warning: SPP_API_URL is not set; web and worker will refuse to start", err=True)

@@ -199,8 +199,14 @@ def test_check_lists_every_source_url(app: Flask, runtime: Runtime) -> None:
     assert result.stdout.splitlines() == [
         f"sources file {runtime.settings.sources_file}: 3 source(s)",
         "  api                  json       http://localhost:8000/hooks/api  (with secret)",
+        "      sender: POST JSON to http://localhost:8000/hooks/api"
+        " (with X-Bridge-Token: <secret>, or ?token=<secret>, when the source has one)",
         "  open                 json       http://localhost:8000/hooks/open  (no secret)",
+        "      sender: POST JSON to http://localhost:8000/hooks/open"
+        " (with X-Bridge-Token: <secret>, or ?token=<secret>, when the source has one)",
         "  contact              form       http://localhost:8000/hooks/contact  (no secret)",
+        '      sender: <form method="post" action="http://localhost:8000/hooks/contact">'
+        " (add ?token=<secret> when the source has a secret)",
     ]
     assert result.stderr == ""
     assert "api-secret" not in result.output

@@ -17,6 +17,7 @@ class FormProvider(TokenAuth, Provider):
     kind = "form"
     content_types = ("application/x-www-form-urlencoded", "multipart/form-data")
     requires_secret = False
+    sender_setup = '<form method="post" action="{url}"> (add ?token=<secret> when the source has a secret)'
     options = ("honeypot",)
 
     def parse(self, request: Request, source: Source) -> InboundMessage:

@@ -20,6 +20,7 @@ class JsonProvider(TokenAuth, Provider):
     kind = "json"
     content_types = ("application/json",)
     requires_secret = False
+    sender_setup = "POST JSON to {url} (with X-Bridge-Token: <secret>, or ?token=<secret>, when the source has one)"
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         try:
