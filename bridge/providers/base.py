@@ -32,6 +32,8 @@ class Provider:
     secret_headers: ClassVar[tuple[str, ...]] = ()
     # how long a one-time signature token (InboundMessage.replay_token) is remembered
     token_ttl_seconds: ClassVar[float] = 12 * 3600
+    # what `bridge check` tells the operator to configure at the sender; {url} is the hook URL
+    sender_setup: ClassVar[str] = "POST to {url}"
 
     def check_content_type(self, request: Request) -> None:
         if request.mimetype not in self.content_types:
