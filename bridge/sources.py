@@ -41,6 +41,10 @@ class KindInfo(Protocol):
     @property
     def options(self) -> tuple[str, ...]: ...
 
+    def validate_options(self, options: Mapping[str, Any]) -> None: ...
+
+    def validate_secret(self, secret: str) -> None: ...
+
 
 @dataclass
 class Source:
@@ -216,6 +220,16 @@ def _source(path: str, name: str, spec: Any, kinds: Mapping[str, KindInfo]) -> S
     if loaded.get("redirect") and loaded["kind"] != "form":
         raise ConfigError(f"{path}: sources.{name}.redirect: only 'form' sources redirect")
     clients = loaded.get("clients")
+    options = {k: spec[k] for k in kind.options if k in spec}
+    try:
+        kind.validate_options(options)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: sources.{name}.{exc}") from None
+    if loaded.get("secret"):
+        try:
+            kind.validate_secret(loaded["secret"])
+        except ValueError as exc:
+            raise ConfigError(f"{path}: sources.{name}.secret: {exc}") from None
     return Source(
         name=name,
         kind=loaded["kind"],
@@ -223,7 +237,7 @@ def _source(path: str, name: str, spec: Any, kinds: Mapping[str, KindInfo]) -> S
         redirect=loaded.get("redirect"),
         clients=_normalize_clients(clients) if clients is not None else None,
         ticket=_compile_ticket(path, name, loaded.get("ticket") or {}),
-        options={k: spec[k] for k in kind.options if k in spec},
+        options=options,
         **{k: loaded.get(k) for k in FIELD_KEYS},
     )
 

@@ -6,6 +6,7 @@ import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jinja2 import Template
@@ -20,7 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 @dataclass(frozen=True)
 class FakeKind:
     requires_secret: bool
-    options: tuple[str, ...] = ()
+    options: tuple[str, ...] = ("level",)
+
+    def validate_options(self, options: Mapping[str, Any]) -> None:
+        if "level" in options and options["level"] not in (1, 2):
+            raise ValueError("level: must be 1 or 2")
+
+    def validate_secret(self, secret: str) -> None:
+        if secret == "bad":
+            raise ValueError("is bad")
 
 
 SIGNED: dict[str, KindInfo] = {"signed": FakeKind(requires_secret=True), "json": FakeKind(requires_secret=False)}
@@ -134,7 +143,8 @@ def test_missing_kind(tmp_path: Path) -> None:
 
 def test_unknown_kind_lists_known_kinds(tmp_path: Path) -> None:
     message = error(tmp_path, "sources:\n  a: {kind: mailgunn}\n")
-    assert message == "F: sources.a.kind: unknown kind 'mailgunn' (known: form, json)"
+    known = "cloudmailin, email, form, jotform, json, mailgun, postmark, sendgrid, standard, tally, typeform"
+    assert message == f"F: sources.a.kind: unknown kind 'mailgunn' (known: {known})"
 
 
 def test_unknown_key(tmp_path: Path) -> None:
@@ -354,3 +364,27 @@ def test_shipped_sources_file_needs_api_token() -> None:
     with pytest.raises(ConfigError) as info:
         load_sources(path, PROVIDERS, {})
     assert str(info.value) == f"{path}: sources.api.secret: environment variable API_TOKEN is not set or empty"
+
+
+def test_a_kinds_own_options_are_checked_at_start_up(tmp_path: Path) -> None:
+    message = error(tmp_path, "sources:\n  hook: {kind: json, level: 3}\n", kinds=SIGNED)
+    assert message == "F: sources.hook.level: must be 1 or 2"
+    config = load(tmp_path, "sources:\n  hook: {kind: json, level: 2}\n", kinds=SIGNED)
+    assert config.sources["hook"].options == {"level": 2}
+
+
+def test_a_kinds_secret_shape_is_checked_at_start_up(tmp_path: Path) -> None:
+    message = error(tmp_path, "sources:\n  hook: {kind: signed, secret: bad}\n", kinds=SIGNED)
+    assert message == "F: sources.hook.secret: is bad"
+
+
+@pytest.mark.parametrize(
+    "kind, secret, problem",
+    [
+        ("standard", "not-base64!", "is not a Standard Webhooks secret (whsec_ followed by base64)"),
+        ("postmark", "no-colon", "must be user:pass, the HTTP Basic credentials put in the webhook URL"),
+    ],
+)
+def test_real_kinds_check_their_secret(tmp_path: Path, kind: str, secret: str, problem: str) -> None:
+    message = error(tmp_path, f"sources:\n  hook: {{kind: {kind}, secret: '{secret}'}}\n")
+    assert message == f"F: sources.hook.secret: {problem}"

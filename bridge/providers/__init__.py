@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 from bridge.providers.base import Provider
+from bridge.providers.cloudmailin import CloudMailinProvider
+from bridge.providers.email import EmailProvider
 from bridge.providers.form import FormProvider
+from bridge.providers.jotform import JotformProvider
 from bridge.providers.json import JsonProvider
-
-# <mailgun-import>
-# <sendgrid-import>
-# <cloudmailin-import>
-# <postmark-import>
-# <email-import>
-# <formbuilders-import>
+from bridge.providers.mailgun import MailgunProvider
+from bridge.providers.postmark import PostmarkProvider
+from bridge.providers.sendgrid import SendGridProvider
+from bridge.providers.standard import StandardWebhooksProvider
+from bridge.providers.tally import TallyProvider
+from bridge.providers.typeform import TypeformProvider
 
 PROVIDERS: dict[str, Provider] = {
     provider.kind: provider
     for provider in (
         JsonProvider(),
         FormProvider(),
-        # <mailgun>
-        # <sendgrid>
-        # <cloudmailin>
-        # <postmark>
-        # <email>
-        # <formbuilders>
+        MailgunProvider(),
+        SendGridProvider(),
+        PostmarkProvider(),
+        CloudMailinProvider(),
+        EmailProvider(),
+        TypeformProvider(),
+        TallyProvider(),
+        JotformProvider(),
+        StandardWebhooksProvider(),
     )
 }
 

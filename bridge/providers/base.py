@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError
 from werkzeug import Request
+from werkzeug.datastructures import FileStorage
 
 from bridge.errors import RejectedPayload, Unauthorized, UnsupportedMediaType
 from bridge.message import InboundMessage
@@ -34,6 +37,12 @@ class Provider:
     token_ttl_seconds: ClassVar[float] = 12 * 3600
     # what `bridge check` tells the operator to configure at the sender; {url} is the hook URL
     sender_setup: ClassVar[str] = "POST to {url}"
+
+    def validate_options(self, options: Mapping[str, Any]) -> None:
+        """Check this kind's source options at start-up; raise ValueError("<option>: <problem>")."""
+
+    def validate_secret(self, secret: str) -> None:
+        """Check the shape of a source's secret at start-up; raise ValueError("<problem>")."""
 
     def check_content_type(self, request: Request) -> None:
         if request.mimetype not in self.content_types:
@@ -61,6 +70,40 @@ class Provider:
             ) from None
 
 
+MAX_KEY_LENGTH = 200  # events.dedupe_key holds 255; room for a prefix
+
+
+def bounded_key(prefix: str, value: str) -> str:
+    """``prefix + value`` when that fits the column as text, else ``prefix`` + a hash of ``value``.
+
+    Long values and control characters (PostgreSQL text holds no NUL) are hashed, so any
+    sender-chosen id can be a de-duplication key.
+    """
+    if len(value) <= MAX_KEY_LENGTH and value.isprintable():
+        return prefix + value
+    return f"{prefix}sha256:{hashlib.sha256(value.encode('utf-8', 'surrogatepass')).hexdigest()}"
+
+
+def strict_json(raw: str | bytes) -> Any:
+    """``json.loads`` that also refuses NaN and Infinity (PostgreSQL's JSON cannot store them).
+
+    Raises ValueError (or RecursionError for absurd nesting) like ``json.loads``.
+    """
+    return json.loads(raw, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def upload_size(upload: FileStorage) -> int:
+    stream = upload.stream
+    stream.seek(0, 2)
+    size = int(stream.tell())
+    stream.seek(0)
+    return size
+
+
 def body_hash(request: Request) -> str:
     return "sha256:" + hashlib.sha256(request.get_data(cache=True)).hexdigest()
 
@@ -83,6 +126,10 @@ class BasicAuth:
     """HTTP Basic credentials, configured as ``secret: user:pass`` (the sender puts them in the URL)."""
 
     secret_headers: ClassVar[tuple[str, ...]] = ("Authorization",)
+
+    def validate_secret(self, secret: str) -> None:
+        if ":" not in secret:
+            raise ValueError("must be user:pass, the HTTP Basic credentials put in the webhook URL")
 
     def verify(self, request: Request, source: Source) -> None:
         expected = (source.secret or "").encode()

@@ -8,7 +8,7 @@ from werkzeug import Request
 
 from bridge.errors import RejectedPayload
 from bridge.message import Attachment, InboundMessage
-from bridge.providers.base import Provider, TokenAuth, body_hash
+from bridge.providers.base import Provider, TokenAuth, body_hash, upload_size
 from bridge.providers.fields import SubmittedMessageSchema, honeypot_reason, pick_message_fields
 from bridge.sources import Source
 
@@ -27,7 +27,7 @@ class FormProvider(TokenAuth, Provider):
             values = form.getlist(key)
             data[key] = values[0] if len(values) == 1 else values
         files = [
-            Attachment(name=f.filename or name, content_type=f.mimetype or "", size=_size(f.stream))
+            Attachment(name=f.filename or name, content_type=f.mimetype or "", size=upload_size(f))
             for name, f in request.files.items(multi=True)
         ]
         if not data and not files:
@@ -40,10 +40,3 @@ class FormProvider(TokenAuth, Provider):
             discard_reason=honeypot_reason(data, source),
             **picked,
         )
-
-
-def _size(stream: Any) -> int:
-    stream.seek(0, 2)
-    size = int(stream.tell())
-    stream.seek(0)
-    return size

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 from werkzeug import Request
 
 from bridge.errors import BadPayload, RejectedPayload
 from bridge.message import InboundMessage
-from bridge.providers.base import Provider, TokenAuth, body_hash
+from bridge.providers.base import Provider, TokenAuth, body_hash, bounded_key, strict_json
 from bridge.providers.fields import SubmittedMessageSchema, pick_message_fields
 from bridge.sources import Source
-
-MAX_KEY_LENGTH = 200
 
 
 class JsonProvider(TokenAuth, Provider):
@@ -24,7 +19,7 @@ class JsonProvider(TokenAuth, Provider):
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         try:
-            data = json.loads(request.get_data(cache=True))
+            data = strict_json(request.get_data(cache=True))
         except (ValueError, RecursionError):
             raise BadPayload("the body is not valid JSON") from None
         if not isinstance(data, dict):
@@ -36,6 +31,4 @@ class JsonProvider(TokenAuth, Provider):
         key = request.headers.get("Idempotency-Key", "").strip()
         if not key:
             return body_hash(request)
-        if len(key) > MAX_KEY_LENGTH:
-            return "idempotency-sha256:" + hashlib.sha256(key.encode()).hexdigest()
-        return f"idempotency:{key}"
+        return bounded_key("idempotency:", key)

@@ -1,16 +1,21 @@
-"""What every email kind shares: MIME parsing (stdlib ``email``), HTML to text, auto-replies.
+"""What every email kind shares: MIME parsing (stdlib ``email``), HTML to text, auto-replies, keys.
 
 Parsing goes through ``email.policy.default``; this module only adds what the standard
 library leaves to the caller: decoding a body whose charset is missing or wrong, choosing
-text over HTML, listing attachments, and recognising mail that must create no ticket.
+text over HTML, listing attachments, keeping one malformed header from failing a whole
+message, and recognising mail that must create no ticket.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from email import policy
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
@@ -18,7 +23,11 @@ from email.utils import getaddresses, parseaddr
 
 from inscriptis import get_text
 
+from bridge.errors import BadPayload
 from bridge.message import Attachment
+from bridge.providers.base import bounded_key
+
+log = logging.getLogger("bridge.providers.mime")
 
 # What a declared charset usually means in practice: Latin-1 mail holds Windows-1252 (curly
 # quotes, euro sign), and "ASCII" mail with 8-bit bytes is nearly always UTF-8.
@@ -30,6 +39,7 @@ _SUPERSETS = {
     "ascii": "utf-8",
 }
 _BULK = {"bulk", "junk", "list"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 @dataclass
@@ -45,30 +55,47 @@ class ParsedEmail:
 
 
 def parse_rfc822(raw: bytes) -> ParsedEmail:
-    """Parse a whole message; never raises on malformed input (the stdlib records defects instead)."""
-    message: EmailMessage = BytesParser(policy=policy.default).parsebytes(raw)
-    headers = header_dict(message.items())
-    name, address = sender(headers.get("from", ""))
-    text_part = _first_part(message, "plain")
-    html_part = _first_part(message, "html")
-    html = decode_part(html_part) if html_part is not None else None
-    text = decode_part(text_part) if text_part is not None else ""
+    """Parse a whole message; text uses ``\\n`` line ends. Raises only BadPayload."""
+    try:
+        message: EmailMessage = BytesParser(policy=policy.default).parsebytes(raw)
+        headers = message_headers(message)
+        text_part, html_part = _body_part(message, "plain"), _body_part(message, "html")
+        html = decode_part(html_part) if html_part is not None else None
+        text = decode_part(text_part) if text_part is not None else ""
+        attachments = list(attachments_of(message))
+    except Exception as exc:  # the stdlib parser on hostile input: a 400, never a 500
+        log.warning("unparseable message (%s: %s)", type(exc).__name__, exc)
+        raise BadPayload("the body cannot be parsed as an RFC 822 message") from None
     if not text.strip() and html:
         text = html_to_text(html)
+    name, address = sender(headers.get("from", ""))
     return ParsedEmail(
         from_name=name,
         from_email=address,
         subject=decode_words(headers["subject"]) if "subject" in headers else None,
-        text=text.strip(),
+        text=newlines(text).strip(),
         html=html,
         message_id=clean_message_id(headers.get("message-id")),
         headers=headers,
-        attachments=list(attachments_of(message)),
+        attachments=attachments,
     )
 
 
+def message_headers(message: Message) -> dict[str, str]:
+    """Header names lower-cased, first occurrence kept, values decoded; a header the stdlib
+    cannot parse (``Cc: "`` raises IndexError) is kept as sent instead of failing the message."""
+    result: dict[str, str] = {}
+    for name, raw_value in message.raw_items():
+        try:
+            value = str(message.policy.header_fetch_parse(name, raw_value))
+        except Exception:
+            value = " ".join(decode_bytes(str(raw_value).encode("utf-8", "surrogateescape")).split())
+        result.setdefault(name.lower(), value)
+    return result
+
+
 def header_dict(items: Iterable[tuple[str, object]]) -> dict[str, str]:
-    """Header names lower-cased, first occurrence kept, values as text."""
+    """Header pairs a provider posted as data: names lower-cased, first occurrence kept."""
     result: dict[str, str] = {}
     for name, value in items:
         result.setdefault(name.lower(), str(value))
@@ -79,7 +106,7 @@ def decode_words(value: str) -> str:
     """Decode RFC 2047 encoded words (``=?utf-8?q?...?=``); text that is not encoded is kept."""
     try:
         return str(make_header(decode_header(value))).strip()
-    except (LookupError, ValueError, UnicodeError):
+    except (LookupError, ValueError, UnicodeError, MessageError):  # a malformed word stays as sent
         return value.strip()
 
 
@@ -101,23 +128,28 @@ def clean_message_id(value: str | None) -> str | None:
     return value[:250] or None
 
 
+def newlines(text: str) -> str:
+    """Mail keeps SMTP's CRLF through decoding; ticket notes use ``\\n`` throughout."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def decode_part(part: Message) -> str:
-    """A text part's content, in its declared charset when that works, else UTF-8, else Windows-1252."""
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return str(payload or "")
-    declared = (part.get_content_charset() or "").lower()
-    return decode_bytes(payload, declared)
+    return decode_bytes(payload, part.get_content_charset())
 
 
 def decode_bytes(payload: bytes, declared: str | None = None) -> str:
-    candidates = [_SUPERSETS.get(declared, declared)] if declared else []
+    """The declared charset's usual superset, the declared charset, UTF-8, then Windows-1252."""
+    declared = (declared or "").strip().lower()
+    candidates = [_SUPERSETS.get(declared, declared), declared] if declared else []
     for charset in [*candidates, "utf-8", "windows-1252"]:
         try:
             return payload.decode(charset)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, UnicodeError):  # UnicodeError: codecs such as "undefined" refuse all
             continue
-    return payload.decode("utf-8", "replace")
+    return payload.decode("windows-1252", "replace")  # only its five undefined bytes are lost
 
 
 def html_to_text(html: str) -> str:
@@ -130,25 +162,51 @@ def html_to_text(html: str) -> str:
 
 def attachments_of(message: EmailMessage) -> Iterable[Attachment]:
     for part in message.iter_attachments():
-        payload = part.get_payload(decode=True)
-        size = len(payload) if isinstance(payload, bytes) else 0
         name = part.get_filename() or "unnamed"
-        yield Attachment(name=decode_words(name), content_type=part.get_content_type(), size=size)
+        yield Attachment(name=decode_words(name), content_type=part.get_content_type(), size=_size(part))
 
 
-def _first_part(message: EmailMessage, subtype: str) -> Message | None:
+def _size(part: Message) -> int:
+    payload = part.get_payload(decode=True)
+    if isinstance(payload, bytes):
+        return len(payload)
+    try:  # message/rfc822 (a forwarded mail, a bounce report): the enclosed message's bytes
+        return sum(len(p.as_bytes()) for p in part.get_payload() if isinstance(p, Message))
+    except Exception:  # the generator refusing a malformed enclosed message: size unknown
+        return 0
+
+
+def _body_part(message: EmailMessage, subtype: str) -> Message | None:
     try:
         return message.get_body(preferencelist=(subtype,))
     except (KeyError, ValueError, IndexError):
         return None
 
 
+def email_dedupe_key(email: ParsedEmail) -> str:
+    """The RFC Message-ID, else a hash of sender, date, subject and text (contract: email kinds).
+
+    Without a Message-ID (some scripts send none) the same message delivered twice still has
+    the same sender, date, subject and text.
+    """
+    if email.message_id:
+        return bounded_key("message-id:", email.message_id)
+    content = [email.headers.get("from", ""), email.headers.get("date", ""), email.subject or "", email.text]
+    return "sha256:" + hashlib.sha256(json.dumps(content).encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def auto_reply_reason(headers: Mapping[str, str], envelope_from: str | None = None) -> str | None:
     """Why this mail must create no ticket (contract section 3), or None.
 
     ``headers`` are lower-cased names; ``envelope_from`` is the SMTP MAIL FROM when the
-    provider gives it (an empty one, ``<>``, marks a bounce).
+    provider gives it (an empty one, ``<>``, marks a bounce). The reason quotes a header and
+    ends up in a text column, so control characters become ``?`` (PostgreSQL refuses NUL).
     """
+    reason = _auto_reply_reason(headers, envelope_from)
+    return _CONTROL.sub("?", reason) if reason else None
+
+
+def _auto_reply_reason(headers: Mapping[str, str], envelope_from: str | None) -> str | None:
     auto = headers.get("auto-submitted", "").strip().lower()
     if auto and auto != "no":
         return f"automatic reply (Auto-Submitted: {auto[:40]})"

@@ -1,0 +1,176 @@
+"""``cloudmailin``: CloudMailin's JSON (Normalized) format.
+
+CloudMailin posts ``application/json`` while the sending server is still connected: our 2xx
+accepts the mail, a 4xx makes CloudMailin refuse it (the sender gets a bounce), a 5xx makes
+it tell the sending server to try again later. So a message we cannot take is answered 422
+only when retrying cannot help; a database outage is 503 (the HTTP layer's answer).
+
+``headers`` holds the message headers under lower-case, underscored names (``message_id``,
+``auto_submitted``); a header that occurs more than once is a list. Credentials are HTTP
+Basic, put in the target URL (``secret: user:pass``); the signed-request scheme CloudMailin
+documents belongs to its deprecated original format and is not used here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import INCLUDE, Schema, ValidationError, fields
+from werkzeug import Request
+
+from bridge.errors import BadPayload, RejectedPayload
+from bridge.message import Attachment, InboundMessage
+from bridge.providers.base import BasicAuth, Provider, strict_json
+from bridge.providers.mime import (
+    ParsedEmail,
+    auto_reply_reason,
+    clean_message_id,
+    decode_words,
+    email_dedupe_key,
+    html_to_text,
+    newlines,
+    sender,
+)
+from bridge.sources import Source
+
+MAX_ATTACHMENTS = 1000
+
+
+class HeaderValues(fields.Field):
+    """A header object: each value a string, or a list of strings for a repeated header."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, str | list[str]]:
+        if not isinstance(value, dict):
+            raise ValidationError("must be an object of header names to values")
+        result: dict[str, str | list[str]] = {}
+        for name, item in value.items():
+            if isinstance(item, list):
+                result[str(name)] = [str(v) for v in item if isinstance(v, (str, int, float))]
+            elif isinstance(item, (str, int, float)) and not isinstance(item, bool):
+                result[str(name)] = str(item)
+        return result
+
+
+class AttachmentSchema(Schema):
+    """One attachment: ``content`` (base64) when embedded, ``url`` when an attachment store holds it."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    file_name = fields.String(allow_none=True, load_default=None)
+    content_type = fields.String(allow_none=True, load_default=None)
+    size = fields.Raw(load_default=None)  # used when it is a whole number, else computed from content
+    content = fields.String(allow_none=True, load_default=None)
+    url = fields.String(allow_none=True, load_default=None)
+    disposition = fields.String(allow_none=True, load_default=None)
+
+
+class EnvelopeSchema(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    from_ = fields.String(data_key="from", allow_none=True, load_default=None)  # "" for a bounce
+    to = fields.String(allow_none=True, load_default=None)
+
+
+class NormalizedSchema(Schema):
+    """The JSON (Normalized) post; only ``headers`` is required, every body part may be missing."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    headers = HeaderValues(required=True)
+    envelope = fields.Nested(EnvelopeSchema, load_default=dict)
+    plain = fields.String(allow_none=True, load_default=None)
+    html = fields.String(allow_none=True, load_default=None)
+    reply_plain = fields.String(allow_none=True, load_default=None)
+    attachments = fields.List(fields.Nested(AttachmentSchema), allow_none=True, load_default=list)
+
+
+class CloudMailinProvider(BasicAuth, Provider):
+    kind = "cloudmailin"
+    sender_setup = "CloudMailin: target {url} with the secret's user:pass before the host, format JSON (Normalized)"
+    content_types = ("application/json",)
+
+    def parse(self, request: Request, source: Source) -> InboundMessage:
+        try:
+            data = strict_json(request.get_data(cache=True))
+        except (ValueError, RecursionError):
+            raise BadPayload("the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise RejectedPayload("the JSON body must be an object", status=self.reject_status)
+        posted = self.load(NormalizedSchema(), data)
+        email = normalized_email(posted)
+        if not email.from_email and not email.text:
+            raise RejectedPayload(
+                "the message has no sender and no body: there is nothing to make a ticket of",
+                status=self.reject_status,
+            )
+        return InboundMessage(
+            dedupe_key=email_dedupe_key(email),
+            email=email.from_email,
+            name=email.from_name,
+            subject=email.subject,
+            body=newlines(email.text),
+            html=email.html,
+            fields=template_fields(data),
+            attachments=email.attachments,
+            message_id=email.message_id,
+            discard_reason=auto_reply_reason(email.headers, posted["envelope"].get("from_")),
+        )
+
+
+def normalized_email(posted: dict[str, Any]) -> ParsedEmail:
+    headers = mail_headers(posted["headers"])
+    name, address = sender(headers.get("from", ""))
+    if not address:
+        address = sender(posted["envelope"].get("from_") or "")[1]
+    # the full text, quoted reply included (reply_plain, the new part only, stays in fields)
+    text, html = (posted["plain"] or "").strip(), posted["html"] or None
+    return ParsedEmail(
+        from_name=name,
+        from_email=address,
+        subject=decode_words(headers.get("subject", "")) or None,
+        text=text or (html_to_text(html) if html else ""),
+        html=html,
+        message_id=clean_message_id(headers.get("message-id")),
+        headers=headers,
+        attachments=[attachment(a) for a in (posted["attachments"] or [])[:MAX_ATTACHMENTS]],
+    )
+
+
+def mail_headers(posted: dict[str, str | list[str]]) -> dict[str, str]:
+    """Header names back in mail form (``auto_submitted`` -> ``auto-submitted``), first value of a list."""
+    result: dict[str, str] = {}
+    for name, value in posted.items():
+        first = value[0] if isinstance(value, list) and value else value
+        if isinstance(first, str):
+            result.setdefault(name.lower().replace("_", "-"), first)
+    return result
+
+
+def attachment(posted: dict[str, Any]) -> Attachment:
+    size = posted["size"]
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        size = base64_size(posted["content"] or "")
+    return Attachment(
+        name=decode_words(posted["file_name"] or "") or "unnamed",
+        content_type=posted["content_type"] or "application/octet-stream",
+        size=size,
+    )
+
+
+def base64_size(content: str) -> int:
+    """The decoded size of base64 text, without decoding it."""
+    text = "".join(content.split())
+    return max(0, len(text) * 3 // 4 - text[-2:].count("="))
+
+
+def template_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """What was posted, minus the bodies (``plain``, ``html``) and the attachments' content."""
+    found = {key: value for key, value in data.items() if key not in ("plain", "html", "attachments")}
+    if isinstance(data.get("attachments"), list):
+        found["attachments"] = [
+            {k: v for k, v in a.items() if k != "content"} if isinstance(a, dict) else a for a in data["attachments"]
+        ]
+    return found

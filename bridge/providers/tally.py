@@ -1,0 +1,171 @@
+"""``tally``: a Tally webhook (``FORM_RESPONSE``), signed with ``Tally-Signature``.
+
+Tally posts JSON whose ``data.fields`` lists every question with its ``key``, ``label``,
+``type`` and ``value``. Choice questions send option ids, resolved here to their text
+through the field's ``options`` (matrices through ``rows``/``columns``); uploads and
+signatures send ``{name, url, mimeType, size}`` objects, which become attachments (the
+answer keeps their URLs).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, fields, validate
+from werkzeug import Request
+
+from bridge.errors import BadPayload, RejectedPayload, Unauthorized
+from bridge.message import Attachment, InboundMessage
+from bridge.providers.answers import Answer, answers_message
+from bridge.providers.base import Provider, bounded_key, strict_json
+from bridge.sources import Source
+
+SIGNATURE_HEADER = "Tally-Signature"
+CHOICE_TYPES = ("MULTIPLE_CHOICE", "CHECKBOXES", "DROPDOWN", "MULTI_SELECT", "RANKING")
+FILE_TYPES = ("FILE_UPLOAD", "SIGNATURE")
+
+
+class _Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class _OptionSchema(_Lenient):
+    id = fields.String(required=True)
+    text = fields.String(load_default="", allow_none=True)
+
+
+class _FieldSchema(_Lenient):
+    key = fields.String(required=True, validate=validate.Length(min=1))
+    label = fields.String(load_default=None, allow_none=True)
+    type = fields.String(load_default="", allow_none=True)
+    value = fields.Raw(load_default=None, allow_none=True)
+    options = fields.List(fields.Nested(_OptionSchema), load_default=None, allow_none=True)
+    rows = fields.List(fields.Nested(_OptionSchema), load_default=None, allow_none=True)
+    columns = fields.List(fields.Nested(_OptionSchema), load_default=None, allow_none=True)
+
+
+class _DataSchema(_Lenient):
+    responseId = fields.String(required=True, validate=validate.Length(min=1))
+    formName = fields.String(load_default=None, allow_none=True)
+    # "fields" would shadow marshmallow's own Schema.fields
+    questions = fields.List(fields.Nested(_FieldSchema), data_key="fields", load_default=list)
+
+
+class TallyPayloadSchema(_Lenient):
+    eventType = fields.String(load_default=None, allow_none=True)
+    data = fields.Nested(_DataSchema, required=True)
+
+
+class TallyProvider(Provider):
+    kind = "tally"
+    sender_setup = "Tally > Integrations > Webhooks: Endpoint URL {url}, Signing secret = the source's secret"
+    content_types = ("application/json",)
+    requires_secret = True
+    options = ("honeypot",)
+
+    def verify(self, request: Request, source: Source) -> None:
+        """base64(HMAC-SHA256(signing secret, raw body)), compared in constant time.
+
+        Tally's own example signs ``JSON.stringify`` of the parsed payload; for the
+        compact JSON Tally sends, that is the raw body, which is what we check.
+        """
+        digest = hmac.new((source.secret or "").encode(), request.get_data(cache=True), hashlib.sha256).digest()
+        given = request.headers.get(SIGNATURE_HEADER, "").strip().encode("utf-8", "surrogateescape")
+        if not source.secret or not hmac.compare_digest(given, base64.b64encode(digest)):
+            raise Unauthorized(f"missing or wrong {SIGNATURE_HEADER} header (HMAC-SHA256 of the body, base64)")
+
+    def parse(self, request: Request, source: Source) -> InboundMessage:
+        try:
+            data = strict_json(request.get_data(cache=True))
+        except (ValueError, RecursionError):
+            raise BadPayload("the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise RejectedPayload("the JSON body must be an object", status=self.reject_status)
+        payload = self.load(TallyPayloadSchema(), data)["data"]
+        questions = _without_checkbox_options(payload.get("questions") or [])
+        answers = [answer for answer in map(_answer, questions) if not _is_empty(answer.value)]
+        attachments = [a for q in questions if q["type"] in FILE_TYPES for a in _attachments(q["value"])]
+        return answers_message(
+            payload.get("formName"),
+            answers,
+            source,
+            dedupe_key=_dedupe_key(payload["responseId"]),
+            attachments=attachments,
+        )
+
+
+def _dedupe_key(response_id: str) -> str:
+    return bounded_key("", response_id)
+
+
+def _without_checkbox_options(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop the per-option ``true``/``false`` fields Tally sends beside a CHECKBOXES question.
+
+    Besides ``{key: "question_x", value: [ids], options: [...]}`` Tally posts one field
+    per option, ``{key: "question_x_<optionId>", label: "Question (Option)", value: true}``;
+    the parent already says which were ticked.
+    """
+    parents = [q["key"] + "_" for q in questions if q["type"] == "CHECKBOXES" and q.get("options")]
+    return [
+        q
+        for q in questions
+        if not (isinstance(q["value"], bool) and q["type"] == "CHECKBOXES" and q["key"].startswith(tuple(parents)))
+    ]
+
+
+def _answer(question: dict[str, Any]) -> Answer:
+    kind = question["type"] or ""
+    return Answer(
+        key=question["key"],
+        label=(question.get("label") or "").strip() or question["key"],
+        type="email" if kind == "INPUT_EMAIL" else kind,  # "email" marks the sender (answers.py)
+        value=_value(question),
+    )
+
+
+def _value(question: dict[str, Any]) -> Any:
+    kind, value = question["type"], question["value"]
+    if kind in CHOICE_TYPES:
+        return _resolve(value, _texts(question.get("options")))
+    if kind == "MATRIX" and isinstance(value, dict):
+        rows, columns = _texts(question.get("rows")), _texts(question.get("columns"))
+        return {rows.get(row, row): _resolve(chosen, columns) for row, chosen in value.items()}
+    if kind in FILE_TYPES and isinstance(value, list):
+        return [f.get("url") or f.get("name") for f in value if isinstance(f, dict)]
+    return value
+
+
+def _texts(options: list[dict[str, Any]] | None) -> dict[str, str]:
+    return {o["id"]: o.get("text") or o["id"] for o in options or []}
+
+
+def _resolve(value: Any, texts: dict[str, str]) -> Any:
+    """Option ids to their text; anything unknown (an "other" answer) is kept as it is."""
+    if isinstance(value, list):
+        return [texts.get(v, v) if isinstance(v, str) else v for v in value]
+    if isinstance(value, str):
+        return texts.get(value, value)
+    return value
+
+
+def _attachments(value: Any) -> list[Attachment]:
+    if not isinstance(value, list):
+        return []
+    return [
+        Attachment(name=str(f.get("name") or "file"), content_type=str(f.get("mimeType") or ""), size=_size(f))
+        for f in value
+        if isinstance(f, dict)
+    ]
+
+
+def _size(upload: dict[str, Any]) -> int:
+    size = upload.get("size")
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else 0
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}

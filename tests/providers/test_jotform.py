@@ -1,0 +1,311 @@
+"""``jotform``: multipart webhooks with ``rawRequest``, end to end from /hooks/<source> to the SPP sandbox.
+
+The fixtures carry the test token in their ``webhookURL`` field, as Jotform echoes the URL
+it posts to (``?token=`` is how the secret reaches us).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+from werkzeug.test import EnvironBuilder
+
+from bridge.db import events
+from bridge.errors import BridgeError
+from bridge.providers.jotform import JotformProvider, derive_label
+from bridge.runtime import get_runtime
+from bridge.sources import Source
+from tests.providers.helpers import deliver, fixture, stored_event
+
+TOKEN = "jotform-test-token-3b7c90"  # also inside the fixtures' webhookURL
+BOUNDARIES = {
+    "every_type.multipart": "------------------------9f3KqW1zXvB7",
+    "non_ascii.multipart": "------------------------Qm8Zt2LpWc5R",
+    "upload.multipart": "------------------------1WSA91c0mNqsH82UlEp0qj",
+}
+SOURCES = f"""
+defaults:
+  user_id: 1
+clients:
+  alice@example.com: 12
+  "@bigcustomer.com": 30
+sources:
+  service:
+    kind: jotform
+    secret: {TOKEN}
+    honeypot: Website
+    ticket:
+      tags: [jotform]
+      order: "{{{{ fields['Number Of'] }}}}"
+  contact_fr:
+    kind: jotform
+    secret: {TOKEN}
+  feedback:
+    kind: jotform
+    secret: {TOKEN}
+"""
+
+
+def post(app: Flask, source: str, name: str, body: bytes | None = None, query: str = f"?token={TOKEN}", **headers):
+    content_type = f"multipart/form-data; boundary={BOUNDARIES[name]}"
+    return app.test_client().post(
+        f"/hooks/{source}{query}",
+        data=fixture("jotform", name) if body is None else body,
+        content_type=headers.pop("content_type", content_type),
+        headers=headers,
+    )
+
+
+def replace_raw(name: str, change) -> bytes:
+    """The fixture with its rawRequest JSON edited by ``change(dict)``."""
+    body = fixture("jotform", name).decode()
+    head, rest = body.split('name="rawRequest"\r\n\r\n', 1)
+    raw, tail = rest.split("\r\n", 1)
+    data = json.loads(raw)
+    change(data)
+    return f'{head}name="rawRequest"\r\n\r\n{json.dumps(data)}\r\n{tail}'.encode()
+
+
+@pytest.fixture
+def app(make_app) -> Flask:
+    return make_app(SOURCES)
+
+
+def test_every_field_type(app: Flask, sandbox) -> None:
+    response = post(app, "service", "every_type.multipart")
+    event_id = response.get_json()["event_id"]
+    assert deliver(app, sandbox, response) == {
+        "user_id": 30,
+        "subject": "Service request",
+        "note": "From: Katherine Johnson <katherine@bigcustomer.com>\n\n"
+        "Full Name: Katherine Johnson\n"
+        "Your Email: katherine@bigcustomer.com\n"
+        "Phone Number: (555) 010-0199\n"
+        "Address: 1 Orbit Way, Hampton, VA, 23666, United States\n"
+        "Preferred Date: 2026-12-03\n"
+        "Time: 10:30 AM\n"
+        "Service Type: Maintenance\n"
+        "Extras: Backups, Monitoring\n"
+        "Budget: 1000-5000\n"
+        "Satisfaction: 4\n"
+        "Star Rating: 5\n"
+        "Describe The: Our nightly backup fails.\nSee the attached log.\n"
+        "Service Quality: Speed: Good, Support: Excellent\n"
+        "Signature: [image/png data, not kept]\n"
+        "Number Of: 3\n"
+        "Upload Logs: https://www.jotform.com/uploads/kjohnson/253261234567890/6221904456789012345/backup.log",
+        "tags": ["jotform"],
+        "order": "3",
+        "metadata": {"bridge_event_id": event_id},
+    }
+    fields = stored_event(app, event_id)["message"]["fields"]
+    assert fields["q10_extras"] == fields["Extras"] == ["Backups", "Monitoring"]
+    assert "q19_table" not in fields and "q20_appointment" not in fields and "slug" not in fields
+
+
+def test_non_ascii_title_and_answers(app: Flask, sandbox) -> None:
+    response = post(app, "contact_fr", "non_ascii.multipart")
+    assert deliver(app, sandbox, response) == {
+        "user_id": 1,
+        "subject": "Formulaire de contact — Société Tōkyō 株式会社",
+        "note": "From: Zoë Ünal <zoe@exemple.fr>\n\n"
+        "Nom: Zoë Ünal\n"
+        "Email: zoe@exemple.fr\n"
+        "Votre Message: Bonjour ! Ça marche très bien — merci. 日本語も大丈夫です。\n"
+        "Input 6: Été",
+        "metadata": {"bridge_event_id": response.get_json()["event_id"]},
+    }
+
+
+def test_file_upload_and_email_by_key(app: Flask, sandbox) -> None:
+    response = post(app, "feedback", "upload.multipart")
+    assert deliver(app, sandbox, response) == {
+        "user_id": 12,
+        "subject": "Feedback Form",
+        "note": "From: <alice@example.com>\n\n"
+        "How Often: Daily\n"
+        "How Likely: 9\n"
+        "Feedback: The new personalized recommendations feature is great!\n"
+        "Email Address: alice@example.com\n"
+        "Files Related: https://www.jotform.com/uploads/kolanuvarun739/243615086540051/6114090137116205381/"
+        "frontend%20setup.jpg, "
+        "https://www.jotform.com/uploads/kolanuvarun739/243615086540051/6114090137116205381/workflow.png",
+        "metadata": {"bridge_event_id": response.get_json()["event_id"]},
+    }
+
+
+def test_email_field_and_name_field_by_key_or_label(make_app, sandbox) -> None:
+    fields = "    email_field: q8_emailAddress\n    name_field: How Often\n"
+    app = make_app(SOURCES.replace("  feedback:\n", "  feedback:\n" + fields))
+    ticket = deliver(app, sandbox, post(app, "feedback", "upload.multipart"))
+    assert ticket["note"].startswith("From: Daily <alice@example.com>\n\nHow Often: Daily\n")
+
+
+def test_an_email_key_without_an_address_is_not_the_sender(app: Flask, sandbox) -> None:
+    body = replace_raw("upload.multipart", lambda raw: raw.update(q8_emailAddress="see phone"))
+    ticket = deliver(app, sandbox, post(app, "feedback", "upload.multipart", body=body))
+    assert ticket["user_id"] == 1
+    assert ticket["note"].startswith("How Often: Daily\n")
+
+
+def test_token_in_header_and_scrubbed_from_the_stored_body(app: Flask) -> None:
+    response = post(app, "service", "every_type.multipart", query="", **{"X-Bridge-Token": TOKEN})
+    assert response.status_code == 200
+    with get_runtime(app).store.engine.connect() as conn:
+        raw_body = conn.execute(select(events.c.raw_body)).scalar_one()
+    assert TOKEN.encode() not in bytes(raw_body) and b"?token=[REDACTED]" in bytes(raw_body)
+
+
+@pytest.mark.parametrize("query, headers", [("", {}), ("?token=wrong", {}), ("", {"X-Bridge-Token": "wrong"})])
+def test_missing_or_wrong_token_is_401(app: Flask, query: str, headers: dict) -> None:
+    response = post(app, "service", "every_type.multipart", query=query, **headers)
+    assert response.status_code == 401
+
+
+def test_same_submission_id_is_a_duplicate(app: Flask) -> None:
+    first = post(app, "service", "every_type.multipart").get_json()
+    edited = replace_raw("every_type.multipart", lambda raw: raw.update(q9_serviceType="Repair"))
+    again = post(app, "service", "every_type.multipart", body=edited)
+    assert again.get_json() == {"event_id": first["event_id"], "status": "queued", "duplicate": True}
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ('name="rawRequest"', 'name="somethingElse"'),
+        ('name="submissionID"\r\n\r\n6221904456789012345', 'name="submissionID"\r\n\r\n'),
+        ('name="submissionID"', 'name="submission"'),
+    ],
+)
+def test_post_without_what_jotform_sends_is_422(app: Flask, old: str, new: str) -> None:
+    body = fixture("jotform", "every_type.multipart").decode().replace(old, new).encode()
+    response = post(app, "service", "every_type.multipart", body=body)
+    assert response.status_code == 422
+    assert response.get_json()["error"] == "unprocessable"
+
+
+def test_raw_request_that_is_not_an_object_is_422(app: Flask) -> None:
+    response = app.test_client().post(
+        f"/hooks/service?token={TOKEN}", data={"rawRequest": "[1, 2]", "submissionID": "1"}
+    )
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize("raw", ["{not json", '{"q1_a": NaN}', ""])
+def test_raw_request_that_is_not_json_is_400(app: Flask, raw: str) -> None:
+    response = app.test_client().post(f"/hooks/service?token={TOKEN}", data={"rawRequest": raw, "submissionID": "1"})
+    assert response.status_code == 400
+
+
+def test_wrong_content_type_is_415(app: Flask) -> None:
+    response = post(app, "service", "every_type.multipart", content_type="application/json")
+    assert response.status_code == 415
+
+
+def test_filled_honeypot_is_discarded(app: Flask) -> None:
+    body = replace_raw("every_type.multipart", lambda raw: raw.update(q21_website="http://spam.example"))
+    response = post(app, "service", "every_type.multipart", body=body)
+    assert response.get_json()["status"] == "discarded"
+
+
+@pytest.mark.parametrize(
+    "key, label",
+    [
+        ("q3_yourEmail", "Your Email"),
+        ("q4_name", "Name"),
+        ("q12_typeA", "Type A"),
+        ("q5_input5", "Input 5"),
+        ("q7_howLikelyAre7", "How Likely Are 7"),
+        ("q8_fullName8", "Full Name 8"),
+        ("q9_e_mail", "E Mail"),
+        ("q10_nom", "Nom"),
+        ("notAnAnswer", "Not An Answer"),
+    ],
+)
+def test_labels_are_derived_from_the_unique_name(key: str, label: str) -> None:
+    assert derive_label(key) == label
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=15,
+)
+answer_keys = st.sampled_from(["q1_email", "q2_name", "q3_date", "q4_x", "temp_upload", "x", "q5_yourEmail"])
+composite = st.dictionaries(
+    st.sampled_from(
+        [
+            "first",
+            "last",
+            "month",
+            "day",
+            "year",
+            "full",
+            "area",
+            "phone",
+            "timeInput",
+            "date",
+            "duration",
+            "city",
+            "colIds",
+            "ampm",
+            "hour",
+        ]
+    ),
+    st.text(max_size=5) | json_values,
+    max_size=4,
+)
+raw_requests = st.dictionaries(
+    answer_keys, json_values | composite | st.dictionaries(answer_keys, json_values), max_size=6
+)
+SOURCE = Source(name="fuzz", kind="jotform", secret=TOKEN, email_field=None, options={"honeypot": "h"})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    raw=raw_requests,
+    submission=st.text(max_size=300),
+    title=st.text(max_size=10),
+    garbage=st.binary(max_size=64),
+    use_garbage=st.booleans(),
+    name_field=st.none() | st.sampled_from(["q2_name", "Email"]),
+)
+def test_parser_raises_only_bridge_errors(raw, submission, title, garbage, use_garbage, name_field) -> None:
+    if use_garbage:
+        builder = EnvironBuilder(method="POST", data=garbage, content_type="multipart/form-data; boundary=xYzZY")
+    else:
+        form = {"rawRequest": json.dumps(raw), "submissionID": submission, "formTitle": title}
+        builder = EnvironBuilder(method="POST", data=form, content_type="multipart/form-data")
+    request = builder.get_request()
+    source = Source(name="fuzz", kind="jotform", secret=TOKEN, name_field=name_field, options={"honeypot": "h"})
+    provider = JotformProvider()
+    with contextlib.suppress(BridgeError):
+        provider.verify(request, SOURCE)
+    try:
+        message = provider.parse(request, source)
+    except BridgeError:
+        return
+    json.dumps(message.to_dict())  # storable
+
+
+@pytest.mark.parametrize("submission_id", ["s\u0000", "s" * 300])
+def test_unstorable_or_long_submission_id_is_hashed_not_a_500(app: Flask, submission_id: str) -> None:
+    form = {"rawRequest": json.dumps({"q1_text": "\ud800\u0000"}), "submissionID": submission_id}
+    first = app.test_client().post(f"/hooks/feedback?token={TOKEN}", data=form)
+    assert first.status_code == 200
+    again = app.test_client().post(f"/hooks/feedback?token={TOKEN}", data=form)
+    assert again.get_json()["event_id"] == first.get_json()["event_id"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=raw_requests, submission=st.text(max_size=20), title=st.text(max_size=10))
+def test_any_post_gets_a_contract_answer(app: Flask, raw: dict, submission: str, title: str) -> None:
+    form = {"rawRequest": json.dumps(raw), "submissionID": submission, "formTitle": title}
+    response = app.test_client().post(f"/hooks/service?token={TOKEN}", data=form)
+    assert response.status_code in {200, 422}, response.get_data(as_text=True)

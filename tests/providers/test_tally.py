@@ -1,0 +1,270 @@
+"""``tally``: signed JSON webhooks, end to end from /hooks/<source> to the SPP sandbox."""
+# ruff: noqa: RUF001
+# (the non-ASCII fixture holds Cyrillic letters and dashes on purpose)
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+
+import pytest
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from werkzeug.test import EnvironBuilder
+
+from bridge.errors import BridgeError
+from bridge.providers.tally import TallyProvider
+from bridge.sources import Source
+from tests.providers.helpers import deliver, fixture, stored_event
+
+SECRET = "tally-signing-secret-8d2e41"
+SOURCES = f"""
+defaults:
+  user_id: 1
+clients:
+  alice@example.com: 12
+  "@bigcustomer.com": 30
+sources:
+  support:
+    kind: tally
+    secret: {SECRET}
+    name_field: Your name
+    honeypot: website
+    ticket:
+      tags: [tally]
+      metadata:
+        source: "{{{{ fields.utm_source }}}}"
+  anfrage:
+    kind: tally
+    secret: {SECRET}
+    name_field: question_a1
+  contact:
+    kind: tally
+    secret: {SECRET}
+    email_field: Email of the person we should reply to
+"""
+
+
+def sign(body: bytes, secret: str = SECRET) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def post(app: Flask, source: str, body: bytes, signature: str | None = None, content_type: str = "application/json"):
+    headers = {"Tally-Signature": sign(body) if signature is None else signature}
+    return app.test_client().post(f"/hooks/{source}", data=body, headers=headers, content_type=content_type)
+
+
+@pytest.fixture
+def app(make_app) -> Flask:
+    return make_app(SOURCES)
+
+
+def test_every_field_type(app: Flask, sandbox) -> None:
+    response = post(app, "support", fixture("tally", "every_type.json"))
+    event_id = response.get_json()["event_id"]
+    assert deliver(app, sandbox, response) == {
+        "user_id": 30,
+        "subject": "Website support request",
+        "note": "From: Grace Hopper <grace@bigcustomer.com>\n\n"
+        "Your name: Grace Hopper\n"
+        "Email: grace@bigcustomer.com\n"
+        "Phone: +15125550291\n"
+        "Affected page: https://bigcustomer.com/checkout\n"
+        "Orders affected: 17\n"
+        "Noticed on: 2026-11-21\n"
+        "At what time?: 14:30\n"
+        "What happened?: The payment step spins forever.\nCustomers give up.\n"
+        "Severity: High\n"
+        "Browsers: Chrome, Safari\n"
+        "Plan: Pro\n"
+        "Areas affected: Payments, Cart\n"
+        "Rank what matters most: Speed, Price, Design\n"
+        "How bad is it? (1-10): 9\n"
+        "Rate our support so far: 4\n"
+        "Rate each channel: Email: Good, Chat: Poor\n"
+        "Screenshots: https://storage.tally.so/private/checkout-error.png?id=5Bq8Nl&accessToken=Yx2Jm9&signature=7d1e, "
+        "https://storage.tally.so/private/console.log?id=9Kd2Ra&accessToken=Qp4Lz1&signature=a93c\n"
+        "Signature: https://storage.tally.so/private/signature.png?id=kq2NxA&accessToken=Hh7Tt3&signature=0b5f\n"
+        "Priority support fee: price: 49, currency: EUR, name: Grace Hopper, "
+        "link: https://dashboard.stripe.com/payments/pi_3QxUfe\n"
+        "utm_source: newsletter\n"
+        "Estimated impact: 153\n\n"
+        "Attachments (not forwarded):\n"
+        "- checkout-error.png (47.1 kB)\n"
+        "- console.log (2.0 kB)\n"
+        "- signature.png (6.0 kB)",
+        "tags": ["tally"],
+        "metadata": {"source": "newsletter", "bridge_event_id": event_id},
+    }
+    message = stored_event(app, event_id)["message"]
+    assert message["fields"]["question_wAlPQz"] == ["Chrome", "Safari"]
+    assert message["fields"]["Rate each channel"] == {"Email": ["Good"], "Chat": ["Poor"]}
+    assert "question_wAlPQz_b1-chrome" not in message["fields"]  # per-option duplicates dropped
+    assert "Anything else?" not in message["fields"]  # unanswered
+    assert message["attachments"][0] == {"name": "checkout-error.png", "content_type": "image/png", "size": 48213}
+
+
+def test_non_ascii_form_name_and_answers(app: Flask, sandbox) -> None:
+    response = post(app, "anfrage", fixture("tally", "non_ascii.json"))
+    assert deliver(app, sandbox, response) == {
+        "user_id": 1,
+        "subject": "Anfrage – Müller & Söhne GmbH 🛠️ / Заявка",
+        "note": "From: Jürgen Weiß <juergen@muellersoehne.de>\n\n"
+        "Vor- und Nachname: Jürgen Weiß\n"
+        "E-Mail-Adresse: juergen@muellersoehne.de\n"
+        "Ihr Anliegen (Ваш вопрос): Grüße! Unser Shop zeigt „Umlaute“ falsch an: ä ö ü ß.\nСпасибо!\n"
+        "Dringlichkeit: Hoch – sofort",
+        "metadata": {"bridge_event_id": response.get_json()["event_id"]},
+    }
+
+
+def test_email_field_by_label_and_single_id_choice(app: Flask, sandbox) -> None:
+    response = post(app, "contact", fixture("tally", "contact.json"))
+    assert deliver(app, sandbox, response) == {
+        "user_id": 12,
+        "subject": "Contact form",
+        "note": "From: <alice@example.com>\n\n"
+        "Your email: assistant@example.net\n"
+        "Email of the person we should reply to: alice@example.com\n"
+        "Topic: Billing\n"
+        "Message: Please resend invoice 2026-114.\n"
+        "Attachments: https://storage.tally.so/private/Rechnung-Marz.pdf?id=Rr5Tt6&accessToken=Zz1Xx2&signature=44aa\n\n"
+        "Attachments (not forwarded):\n"
+        "- Rechnung März.pdf (1.5 MB)",
+        "metadata": {"bridge_event_id": response.get_json()["event_id"]},
+    }
+
+
+def test_first_email_answer_is_the_sender_by_default(make_app, sandbox) -> None:
+    app = make_app(SOURCES.replace("    email_field: Email of the person we should reply to\n", ""))
+    ticket = deliver(app, sandbox, post(app, "contact", fixture("tally", "contact.json")))
+    assert ticket["user_id"] == 1
+    assert ticket["note"].startswith("From: <assistant@example.net>\n\n")
+
+
+def test_same_response_id_is_a_duplicate(app: Flask) -> None:
+    body = fixture("tally", "every_type.json")
+    first = post(app, "support", body).get_json()
+    again = post(app, "support", json.dumps(json.loads(body), indent=1).encode())
+    assert again.status_code == 200
+    assert again.get_json() == {"event_id": first["event_id"], "status": "queued", "duplicate": True}
+
+
+@pytest.mark.parametrize("signature", [" ", "AAAA", "sha256=x", sign(b"other"), sign(b"{}", "wrong"), "ü"])
+def test_bad_signature_is_401(app: Flask, signature: str) -> None:
+    response = post(app, "support", fixture("tally", "every_type.json"), signature=signature)
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "unauthorized"
+
+
+def test_missing_signature_is_401(app: Flask) -> None:
+    body = fixture("tally", "every_type.json")
+    assert app.test_client().post("/hooks/support", data=body, content_type="application/json").status_code == 401
+
+
+def test_reserialized_body_does_not_verify(app: Flask) -> None:
+    body = fixture("tally", "non_ascii.json")
+    reserialized = json.dumps(json.loads(body)).encode()  # \\u escapes: other bytes, other HMAC
+    assert post(app, "anfrage", reserialized, signature=sign(body)).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"eventType": "FORM_RESPONSE"},
+        {"data": {"fields": []}},
+        {"data": {"responseId": ""}},
+        {"data": {"responseId": "r1", "fields": [{"label": "no key", "value": "x"}]}},
+        {"data": {"responseId": "r1", "fields": [{"key": "k", "options": [{"text": "no id"}]}]}},
+        "FORM_RESPONSE",
+    ],
+)
+def test_payload_without_what_tally_sends_is_422(app: Flask, payload: object) -> None:
+    response = post(app, "support", json.dumps(payload).encode())
+    assert response.status_code == 422
+    assert response.get_json()["error"] == "unprocessable"
+
+
+@pytest.mark.parametrize("body", [b"{", b"\xff", b"", b'{"data": Infinity}'])
+def test_unparseable_body_is_400(app: Flask, body: bytes) -> None:
+    assert post(app, "support", body).status_code == 400
+
+
+def test_wrong_content_type_is_415(app: Flask) -> None:
+    assert post(app, "support", fixture("tally", "every_type.json"), content_type="text/plain").status_code == 415
+
+
+def test_filled_honeypot_is_discarded(app: Flask) -> None:
+    payload = json.loads(fixture("tally", "every_type.json"))
+    [trap] = [f for f in payload["data"]["fields"] if f["label"] == "website"]
+    trap["value"] = "https://cheap-pills.example"
+    response = post(app, "support", json.dumps(payload).encode())
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "discarded"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=15,
+)
+option = st.fixed_dictionaries({"id": st.text(max_size=3)}, optional={"text": json_values})
+field = st.fixed_dictionaries(
+    {"key": st.text(max_size=6) | json_values},
+    optional={
+        "label": json_values,
+        "type": st.sampled_from(["CHECKBOXES", "MATRIX", "FILE_UPLOAD", "SIGNATURE", "INPUT_EMAIL", "RANKING"])
+        | json_values,
+        "value": json_values | st.lists(st.fixed_dictionaries({}, optional={"name": json_values, "size": json_values})),
+        "options": st.lists(option, max_size=3) | json_values,
+        "rows": st.lists(option, max_size=2),
+        "columns": st.lists(option, max_size=2),
+    },
+)
+payloads = st.fixed_dictionaries(
+    {},
+    optional={
+        "data": json_values
+        | st.fixed_dictionaries(
+            {"responseId": st.text(max_size=300) | json_values},
+            optional={"fields": st.lists(field, max_size=4) | json_values, "formName": json_values},
+        )
+    },
+)
+SOURCE = Source(name="fuzz", kind="tally", secret=SECRET, email_field="e", options={"honeypot": "h"})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=payloads, raw=st.binary(max_size=64), use_raw=st.booleans(), signed=st.booleans())
+def test_parser_raises_only_bridge_errors(payload: dict, raw: bytes, use_raw: bool, signed: bool) -> None:
+    body = raw if use_raw else json.dumps(payload).encode()
+    headers = {"Tally-Signature": sign(body)} if signed else {}
+    request = EnvironBuilder(method="POST", data=body, headers=headers, content_type="application/json").get_request()
+    provider = TallyProvider()
+    with contextlib.suppress(BridgeError):
+        provider.verify(request, SOURCE)
+    try:
+        message = provider.parse(request, SOURCE)
+    except BridgeError:
+        return
+    json.dumps(message.to_dict())  # storable
+
+
+@pytest.mark.parametrize("response_id", ["\udfff", "r\u0000", "r" * 300])
+def test_unstorable_or_long_response_id_is_hashed_not_a_500(app: Flask, response_id: str) -> None:
+    payload = {"data": {"responseId": response_id, "fields": [{"key": "k", "label": "\u0000", "value": "\ud800"}]}}
+    body = json.dumps(payload).encode()
+    first = post(app, "support", body)
+    assert first.status_code == 200
+    assert post(app, "support", body).get_json()["event_id"] == first.get_json()["event_id"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=payloads)
+def test_any_signed_payload_gets_a_contract_answer(app: Flask, payload: dict) -> None:
+    response = post(app, "support", json.dumps(payload).encode())
+    assert response.status_code in {200, 422}, response.get_data(as_text=True)

@@ -1,0 +1,303 @@
+"""``typeform``: signed JSON webhooks, end to end from /hooks/<source> to the SPP sandbox."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+
+import pytest
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from werkzeug.test import EnvironBuilder
+
+from bridge.errors import BridgeError
+from bridge.providers.typeform import TypeformProvider
+from bridge.sources import Source
+from tests.providers.helpers import deliver, fixture, stored_event
+
+SECRET = "typeform-test-secret-5f1c9a"
+SOURCES = f"""
+defaults:
+  user_id: 1
+clients:
+  alice@example.com: 12
+  "@bigcustomer.com": 30
+sources:
+  quotes:
+    kind: typeform
+    secret: {SECRET}
+    name_field: name
+    honeypot: website_trap
+    ticket:
+      tags: [typeform]
+      metadata:
+        campaign: "{{{{ fields.utm_campaign }}}}"
+  devis:
+    kind: typeform
+    secret: {SECRET}
+    name_field: prenom
+  example:
+    kind: typeform
+    secret: {SECRET}
+    email_field: Secondary contact email
+"""
+
+
+def sign(body: bytes, secret: str = SECRET) -> str:
+    return "sha256=" + base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def post(app: Flask, source: str, body: bytes, signature: str | None = None, **kwargs):
+    headers = {"Typeform-Signature": sign(body) if signature is None else signature}
+    return app.test_client().post(
+        f"/hooks/{source}", data=body, headers=headers, content_type=kwargs.pop("content_type", "application/json")
+    )
+
+
+@pytest.fixture
+def app(make_app) -> Flask:
+    return make_app(SOURCES)
+
+
+def test_every_answer_type(app: Flask, sandbox) -> None:
+    response = post(app, "quotes", fixture("typeform", "every_type.json"))
+    ticket = deliver(app, sandbox, response)
+    assert ticket == {
+        "user_id": 30,
+        "subject": "Project enquiry",
+        "note": "From: Ada Lovelace <ada@bigcustomer.com>\n\n"
+        "What is your name?: Ada Lovelace\n"
+        "Your email address: ada@bigcustomer.com\n"
+        "Tell us about the project: We need a new shop.\nIt should launch before the holidays.\n"
+        "Which service do you need?: Website redesign\n"
+        "Anything else?: SEO, Hosting, Newsletter\n"
+        "Budget: Around 30k\n"
+        "How many pages?: 12\n"
+        "How urgent is it (0-10)?: 8\n"
+        "Do you have a website already?: no\n"
+        "Do you accept our terms?: yes\n"
+        "Deadline: 2026-12-15\n"
+        "Phone: +441632960961\n"
+        "Current website: https://shop.bigcustomer.com\n"
+        "Upload your brief: https://api.typeform.com/forms/pRj8fQ2w/responses/9x2k0v4q8m1b3n5c7z9x2k0v4q8m1b3n"
+        "/fields/Fu0dBcC1eD2f/files/4f1c2a-brief.pdf\n"
+        "Deposit: amount: 50.00, last4: 4242, name: Ada Lovelace, success: yes\n"
+        "utm_campaign: winter-sale",
+        "tags": ["typeform"],
+        "metadata": {"campaign": "winter-sale", "bridge_event_id": response.get_json()["event_id"]},
+    }
+    message = stored_event(app, response.get_json()["event_id"])["message"]
+    assert message["fields"]["extras"] == ["SEO", "Hosting", "Newsletter"]
+    assert message["fields"]["Anything else?"] == ["SEO", "Hosting", "Newsletter"]
+    assert message["fields"]["deposit"] == {"amount": "50.00", "last4": "4242", "name": "Ada Lovelace", "success": True}
+    assert message["fields"]["existing_site"] is False
+    assert "website_trap" not in message["fields"]  # empty hidden fields are left out
+
+
+def test_non_ascii_title_and_answers(app: Flask, sandbox) -> None:
+    response = post(app, "devis", fixture("typeform", "non_ascii.json"))
+    assert deliver(app, sandbox, response) == {
+        "user_id": 1,
+        "subject": "Demande de devis — Café Zürich ☕ 東京",
+        "note": "From: Zoë Ünal-Øster <zoe@exemple.fr>\n\n"
+        "Prénom et nom: Zoë Ünal-Øster\n"
+        "Adresse électronique: zoe@exemple.fr\n"
+        "Votre message (日本語 OK): Bonjour, nous voudrions un site bilingue — français et 日本語. Merci d'avance !\n"
+        "Quelle formule ?: Économique €",
+        "metadata": {"bridge_event_id": response.get_json()["event_id"]},
+    }
+
+
+def test_typeform_example_payload_with_email_field_by_title(app: Flask, sandbox) -> None:
+    response = post(app, "example", fixture("typeform", "example_payload.json"))
+    ticket = deliver(app, sandbox, response)
+    assert ticket["user_id"] == 12  # alice@example.com, the second email answer, picked by its title
+    assert ticket["subject"] == "Webhooks example"
+    assert ticket["note"] == (
+        "From: <alice@example.com>\n\n"
+        "Thanks, {{answer_60906475}}! What's it like where you live? Tell us in a few sentences.: It's cold right now! "
+        "I live in an older medium-sized city with a university. Geographically, the area is hilly.\n"
+        "If you're OK with our city management following up if they have further questions, please give us your "
+        "email address.: laura@example.com\n"
+        "What is your first name?: Laura\n"
+        "When did you move to the place where you live?: 2005-10-15\n"
+        "Secondary contact email: alice@example.com\n"
+        "Which pictures do you like? You can choose as many as you like.: London, Sydney\n"
+        "On a scale of 1 to 5, what rating would you give the weather in Sydney?: 5\n"
+        "How many people live in your household?: 3\n"
+        "On a scale of 1 to 5, what rating would you give the food in Sydney?: 3\n"
+        "Upload a photo of your favourite spot: https://api.typeform.com/forms/lT4Z3j/responses/"
+        "a3a12ec67a1365927098a606107fac15/fields/M5tXK5kGsfK4/files/d3f8e7a2-sydney.jpg\n"
+        "user_id: abc123456"
+    )
+
+
+def test_first_email_answer_is_the_sender_by_default(make_app, sandbox) -> None:
+    app = make_app(SOURCES.replace("email_field: Secondary contact email", "email_field: readable_ref_email"))
+    ticket = deliver(app, sandbox, post(app, "example", fixture("typeform", "example_payload.json")))
+    assert ticket["note"].startswith("From: <laura@example.com>\n\n")
+    default = make_app(SOURCES.replace("    email_field: Secondary contact email\n", ""))
+    ticket = deliver(default, sandbox, post(default, "example", fixture("typeform", "example_payload.json")))
+    assert ticket["note"].startswith("From: <laura@example.com>\n\n")
+
+
+def test_same_token_is_a_duplicate(app: Flask) -> None:
+    body = fixture("typeform", "every_type.json")
+    first = post(app, "quotes", body).get_json()
+    # a retry may be re-serialized; the token, not the bytes, identifies the response
+    again = post(app, "quotes", json.dumps(json.loads(body)).encode())
+    assert again.status_code == 200
+    assert again.get_json() == {"event_id": first["event_id"], "status": "queued", "duplicate": True}
+
+
+@pytest.mark.parametrize(
+    "signature",
+    ["", "sha256=", "sha256=AAAA", sign(b"other body"), sign(b"x", "wrong-secret"), "sha1=abc", "sha256=é"],
+)
+def test_bad_signature_is_401(app: Flask, signature: str) -> None:
+    body = fixture("typeform", "every_type.json")
+    response = post(app, "quotes", body, signature=signature or " ")
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "unauthorized"
+
+
+def test_missing_signature_is_401(app: Flask) -> None:
+    response = app.test_client().post("/hooks/quotes", data=b"{}", content_type="application/json")
+    assert response.status_code == 401
+
+
+def test_signature_is_checked_on_the_raw_bytes(app: Flask) -> None:
+    body = fixture("typeform", "non_ascii.json")
+    tampered = body.replace("Zoë".encode(), b"Zoe")
+    assert post(app, "devis", tampered, signature=sign(body)).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"event_type": "form_response"},
+        {"form_response": {"answers": []}},
+        {"form_response": {"token": ""}},
+        {"form_response": {"token": 42}},
+        {"form_response": {"token": "t", "answers": [{"type": "text"}]}},
+        [1, 2],
+    ],
+)
+def test_payload_without_what_typeform_sends_is_422(app: Flask, payload: object) -> None:
+    response = post(app, "quotes", json.dumps(payload).encode())
+    assert response.status_code == 422
+    assert response.get_json()["error"] == "unprocessable"
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe", b"", b'{"a": NaN}'])
+def test_unparseable_body_is_400(app: Flask, body: bytes) -> None:
+    assert post(app, "quotes", body).status_code == 400
+
+
+def test_wrong_content_type_is_415(app: Flask) -> None:
+    body = fixture("typeform", "every_type.json")
+    assert post(app, "quotes", body, content_type="application/x-www-form-urlencoded").status_code == 415
+
+
+def test_filled_honeypot_hidden_field_is_discarded(app: Flask) -> None:
+    payload = json.loads(fixture("typeform", "every_type.json"))
+    payload["form_response"]["hidden"]["website_trap"] = "http://spam.example"
+    response = post(app, "quotes", json.dumps(payload).encode())
+    assert response.get_json()["status"] == "discarded"
+    event = stored_event(app, response.get_json()["event_id"])
+    assert event["last_error"] == "discarded: spam: honeypot field 'website_trap' was filled in"
+
+
+def test_partial_response_is_stored_but_makes_no_ticket(app: Flask) -> None:
+    payload = json.loads(fixture("typeform", "every_type.json"))
+    payload["event_type"] = "form_response_partial"
+    partial = post(app, "quotes", json.dumps(payload).encode()).get_json()
+    assert partial["status"] == "discarded"
+    complete = post(app, "quotes", fixture("typeform", "every_type.json")).get_json()
+    assert complete["status"] == "queued" and "duplicate" not in complete
+
+
+def test_missing_definition_falls_back_to_refs(app: Flask, sandbox) -> None:
+    payload = {
+        "event_type": "form_response",
+        "form_response": {
+            "token": "tok-1",
+            "answers": [{"type": "email", "email": "bob@bigcustomer.com", "field": {"id": "x1", "ref": "contact"}}],
+        },
+    }
+    response = post(app, "devis", json.dumps(payload).encode())
+    assert deliver(app, sandbox, response) == {
+        "user_id": 30,
+        "subject": "devis submission",
+        "note": "From: <bob@bigcustomer.com>\n\ncontact: bob@bigcustomer.com",
+        "metadata": {"bridge_event_id": response.get_json()["event_id"]},
+    }
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=15,
+)
+answer = st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "choice", "choices", "payment", "field", "type", "x"]) | st.text(max_size=5)},
+    optional={
+        "field": json_values | st.fixed_dictionaries({"id": st.text(max_size=3)}),
+        "choice": json_values,
+        "choices": json_values,
+        "text": json_values,
+        "payment": json_values,
+    },
+)
+payloads = st.fixed_dictionaries(
+    {},
+    optional={
+        "event_type": json_values | st.just("form_response_partial"),
+        "form_response": json_values
+        | st.fixed_dictionaries(
+            {"token": st.text(max_size=300) | json_values},
+            optional={
+                "answers": st.lists(answer, max_size=3) | json_values,
+                "hidden": json_values,
+                "definition": json_values | st.fixed_dictionaries({"fields": json_values, "title": json_values}),
+            },
+        ),
+    },
+)
+SOURCE = Source(name="fuzz", kind="typeform", secret=SECRET, email_field="e", options={"honeypot": "h"})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=payloads, raw=st.binary(max_size=64), use_raw=st.booleans(), signed=st.booleans())
+def test_parser_raises_only_bridge_errors(payload: dict, raw: bytes, use_raw: bool, signed: bool) -> None:
+    body = raw if use_raw else json.dumps(payload).encode()
+    headers = {"Typeform-Signature": sign(body)} if signed else {}
+    request = EnvironBuilder(method="POST", data=body, headers=headers, content_type="application/json").get_request()
+    provider = TypeformProvider()
+    with contextlib.suppress(BridgeError):
+        provider.verify(request, SOURCE)
+    try:
+        message = provider.parse(request, SOURCE)
+    except BridgeError:
+        return
+    json.dumps(message.to_dict())  # storable
+
+
+@pytest.mark.parametrize("token", ["\ud800", "a\u0000b", "t" * 300])
+def test_unstorable_or_long_token_is_hashed_not_a_500(app: Flask, token: str) -> None:
+    payload = {"form_response": {"token": token, "answers": [{"type": "text", "text": "a\u0000\ud83d", "field": {}}]}}
+    body = json.dumps(payload).encode()
+    first = post(app, "devis", body)
+    assert first.status_code == 200
+    assert post(app, "devis", body).get_json()["event_id"] == first.get_json()["event_id"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=payloads)
+def test_any_signed_payload_gets_a_contract_answer(app: Flask, payload: dict) -> None:
+    response = post(app, "quotes", json.dumps(payload).encode())
+    assert response.status_code in {200, 422}, response.get_data(as_text=True)
