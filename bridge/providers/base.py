@@ -18,7 +18,7 @@ from marshmallow import Schema, ValidationError
 from werkzeug import Request
 from werkzeug.datastructures import FileStorage
 
-from bridge.errors import RejectedPayload, Unauthorized, UnsupportedMediaType
+from bridge.errors import BadPayload, RejectedPayload, Unauthorized, UnsupportedMediaType
 from bridge.message import InboundMessage
 from bridge.sources import Source
 
@@ -57,6 +57,16 @@ class Provider:
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         raise NotImplementedError
+
+    def json_object(self, request: Request) -> dict[str, Any]:
+        """The body as a JSON object: 400 when it is not JSON, this kind's reject answer when not an object."""
+        try:
+            data = strict_json(request.get_data(cache=True))
+        except (ValueError, RecursionError):
+            raise BadPayload("the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise RejectedPayload(f"a '{self.kind}' body must be a JSON object", status=self.reject_status)
+        return data
 
     def load(self, schema: Schema, data: Any) -> Any:
         """Load ``data`` with a marshmallow schema; field errors become this kind's reject answer."""

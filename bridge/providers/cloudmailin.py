@@ -18,9 +18,9 @@ from typing import Any
 from marshmallow import INCLUDE, Schema, ValidationError, fields
 from werkzeug import Request
 
-from bridge.errors import BadPayload, RejectedPayload
+from bridge.errors import RejectedPayload
 from bridge.message import Attachment, InboundMessage
-from bridge.providers.base import BasicAuth, Provider, strict_json
+from bridge.providers.base import BasicAuth, Provider
 from bridge.providers.mime import (
     ParsedEmail,
     auto_reply_reason,
@@ -93,12 +93,7 @@ class CloudMailinProvider(BasicAuth, Provider):
     content_types = ("application/json",)
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
-        try:
-            data = strict_json(request.get_data(cache=True))
-        except (ValueError, RecursionError):
-            raise BadPayload("the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise RejectedPayload("the JSON body must be an object", status=self.reject_status)
+        data = self.json_object(request)
         posted = self.load(NormalizedSchema(), data)
         email = normalized_email(posted)
         if not email.from_email and not email.text:

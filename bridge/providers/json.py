@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from werkzeug import Request
 
-from bridge.errors import BadPayload, RejectedPayload
 from bridge.message import InboundMessage
-from bridge.providers.base import Provider, TokenAuth, body_hash, bounded_key, strict_json
+from bridge.providers.base import Provider, TokenAuth, body_hash, bounded_key
 from bridge.providers.fields import SubmittedMessageSchema, pick_message_fields
 from bridge.sources import Source
 
@@ -18,12 +17,7 @@ class JsonProvider(TokenAuth, Provider):
     sender_setup = "POST JSON to {url} (with X-Bridge-Token: <secret>, or ?token=<secret>, when the source has one)"
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
-        try:
-            data = strict_json(request.get_data(cache=True))
-        except (ValueError, RecursionError):
-            raise BadPayload("the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise RejectedPayload("the JSON body must be an object", status=self.reject_status)
+        data = self.json_object(request)
         picked = self.load(SubmittedMessageSchema(), pick_message_fields(data, source))
         return InboundMessage(dedupe_key=self.dedupe_key(request), fields=data, **picked)
 

@@ -16,10 +16,10 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields
 from werkzeug import Request
 
-from bridge.errors import BadPayload, RejectedPayload
+from bridge.errors import RejectedPayload
 from bridge.message import Attachment, InboundMessage
 from bridge.providers import mime
-from bridge.providers.base import BasicAuth, Provider, bounded_key, strict_json
+from bridge.providers.base import BasicAuth, Provider, bounded_key
 from bridge.sources import Source
 
 
@@ -93,12 +93,7 @@ class PostmarkProvider(BasicAuth, Provider):
     reject_status = 403  # Postmark: "403 stops retries"; anything else but 200 is retried
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
-        try:
-            data = strict_json(request.get_data(cache=True))
-        except (ValueError, RecursionError):
-            raise BadPayload("the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise RejectedPayload("a Postmark inbound payload is a JSON object", status=self.reject_status)
+        data = self.json_object(request)
         record_type = data.get("RecordType", "Inbound")
         if record_type != "Inbound":  # a delivery/bounce/open webhook pointed at the inbound URL
             raise RejectedPayload(

@@ -17,9 +17,9 @@ from typing import Any
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook, WebhookVerificationError
 from werkzeug import Request
 
-from bridge.errors import BadPayload, RejectedPayload, Unauthorized
+from bridge.errors import Unauthorized
 from bridge.message import InboundMessage
-from bridge.providers.base import Provider, bounded_key, strict_json
+from bridge.providers.base import Provider, bounded_key
 from bridge.providers.fields import DEFAULT_PATHS, SubmittedMessageSchema, honeypot_reason, pick_message_fields
 from bridge.sources import Source
 
@@ -56,12 +56,7 @@ class StandardWebhooksProvider(Provider):
             raise Unauthorized(f"Standard Webhooks verification failed: {reason}") from None
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
-        try:
-            data = strict_json(request.get_data(cache=True))
-        except (ValueError, RecursionError):
-            raise BadPayload("the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise RejectedPayload("the JSON body must be an object", status=self.reject_status)
+        data = self.json_object(request)
         picked = self.load(SubmittedMessageSchema(), _pick(data, source))
         webhook_id = request.headers.get("webhook-id", "").strip()
         if not picked.get("subject") and isinstance(data.get("type"), str) and data["type"].strip():

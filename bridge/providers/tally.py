@@ -17,10 +17,10 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, fields, validate
 from werkzeug import Request
 
-from bridge.errors import BadPayload, RejectedPayload, Unauthorized
+from bridge.errors import Unauthorized
 from bridge.message import Attachment, InboundMessage
 from bridge.providers.answers import Answer, answers_message
-from bridge.providers.base import Provider, bounded_key, strict_json
+from bridge.providers.base import Provider, bounded_key
 from bridge.sources import Source
 
 SIGNATURE_HEADER = "Tally-Signature"
@@ -79,12 +79,7 @@ class TallyProvider(Provider):
             raise Unauthorized(f"missing or wrong {SIGNATURE_HEADER} header (HMAC-SHA256 of the body, base64)")
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
-        try:
-            data = strict_json(request.get_data(cache=True))
-        except (ValueError, RecursionError):
-            raise BadPayload("the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise RejectedPayload("the JSON body must be an object", status=self.reject_status)
+        data = self.json_object(request)
         payload = self.load(TallyPayloadSchema(), data)["data"]
         questions = _without_checkbox_options(payload.get("questions") or [])
         answers = [answer for answer in map(_answer, questions) if not _is_empty(answer.value)]

@@ -17,10 +17,10 @@ from typing import Any
 from marshmallow import EXCLUDE, INCLUDE, Schema, fields, validate
 from werkzeug import Request
 
-from bridge.errors import BadPayload, RejectedPayload, Unauthorized
+from bridge.errors import Unauthorized
 from bridge.message import InboundMessage
 from bridge.providers.answers import Answer, answers_message
-from bridge.providers.base import Provider, bounded_key, strict_json
+from bridge.providers.base import Provider, bounded_key
 from bridge.sources import Source
 
 SIGNATURE_HEADER = "Typeform-Signature"
@@ -86,7 +86,7 @@ class TypeformProvider(Provider):
             raise Unauthorized(f"missing or wrong {SIGNATURE_HEADER} header (HMAC-SHA256 of the body, base64)")
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
-        data = _json_object(request, self.reject_status)
+        data = self.json_object(request)
         payload = self.load(TypeformPayloadSchema(), data)
         response = payload["form_response"]
         definition = response["definition"]
@@ -99,16 +99,6 @@ class TypeformProvider(Provider):
             # as ``form_response`` with the same token and makes the ticket.
             message.discard_reason = message.discard_reason or "partial response (form not submitted yet)"
         return message
-
-
-def _json_object(request: Request, reject_status: int) -> dict[str, Any]:
-    try:
-        data = strict_json(request.get_data(cache=True))
-    except (ValueError, RecursionError):
-        raise BadPayload("the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise RejectedPayload("the JSON body must be an object", status=reject_status)
-    return data
 
 
 def _dedupe_key(token: str, event_type: str) -> str:
