@@ -29,6 +29,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str
         # Flask's 500 kB default per form field would refuse ordinary inbound mail
         MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
+        SECRET_KEY=settings.session_key(),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
     )
     engine = make_engine(normalize_url(settings.database_url, app.instance_path), settings.delivery_concurrency + 4)
     runtime = Runtime(settings, sources, Store(engine))

@@ -64,6 +64,9 @@ events = Table(
     Column("dedupe_key", String(255), nullable=False),
     Column("status", String(20), nullable=False),
     Column("request_id", String(100)),
+    # sender name, address and subject, case-folded: what the admin page searches (the
+    # message keeps them as sent; SQLite's LIKE folds ASCII only, so folding happens here)
+    Column("search_text", String(512)),
     Column("raw_request", JSON, nullable=False),  # method, path, query, headers (secrets removed)
     Column("raw_body", LargeBinary, nullable=False),
     Column("message", JSON),

@@ -71,6 +71,12 @@ class Claim:
         return self.attempt - self.attempts_at_window_start
 
 
+def search_text(*parts: object) -> str | None:
+    """``parts`` case-folded, printable (PostgreSQL text holds no NUL) and short."""
+    text = " ".join(str(p) for p in parts if p).casefold()
+    return "".join(c if c.isprintable() else " " for c in text)[:512] or None
+
+
 def _claim_fields(row: Any) -> dict[str, Any]:
     names = ("ticket_request", "request_id", "source", "retry_window_start", "attempts_at_window_start")
     return {name: getattr(row, name) for name in names}
@@ -100,6 +106,7 @@ class Store:
         dialect_insert = postgresql.insert if self.is_postgres else sqlite.insert
         row = {
             **new.__dict__,
+            "search_text": search_text(new.message.get("name"), new.message.get("email"), new.message.get("subject")),
             "attempts": 0,
             "attempts_at_window_start": 0,
             "retry_window_start": new.received_at,
@@ -143,9 +150,14 @@ class Store:
             return dict(row) if row else None
 
     def list_events(
-        self, status: str | None, source: str | None, limit: int, cursor: str | None
+        self, status: str | None, source: str | None, limit: int, cursor: str | None, search: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        query = select(*SUMMARY_COLUMNS).order_by(events.c.id.desc()).limit(limit + 1)
+        """Newest first; ``search`` matches the sender (name or address) or the subject, any case."""
+        query = select(*SUMMARY_COLUMNS).order_by(events.c.id.desc())
+        query = query.limit(limit + 1)
+        if search:
+            term = search.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(events.c.search_text.like(f"%{term}%", escape="\\"))
         if status:
             query = query.where(events.c.status == status)
         if source:
@@ -162,6 +174,15 @@ class Store:
         query = select(attempts).where(attempts.c.event_id == event_id).order_by(attempts.c.id)
         with unavailable_as_503(), self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
+
+    def latest_by_source(self) -> dict[str, dict[str, Any]]:
+        """Each source's newest event (id, status, received_at)."""
+        newest = select(func.max(events.c.id)).group_by(events.c.source).scalar_subquery()
+        query = select(events.c.source, events.c.id, events.c.status, events.c.received_at).where(
+            events.c.id.in_(newest)
+        )
+        with unavailable_as_503(), self.engine.connect() as conn:
+            return {r.source: dict(r._mapping) for r in conn.execute(query)}
 
     def count_by_status(self) -> dict[str, int]:
         query = select(events.c.status, func.count()).group_by(events.c.status)

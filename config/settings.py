@@ -6,6 +6,8 @@ Every value is parsed and checked here, at start-up; a bad value raises
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import os
 from collections.abc import Mapping
@@ -29,6 +31,7 @@ class Settings:
     database_url: str = ""  # empty: the app factory picks a SQLite file under instance/
     sources_file: str = "config/sources.yml"
     admin_token: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
     embedded_worker: bool = False
     max_body_bytes: int = 10 * MIB
     delivery_concurrency: int = 4
@@ -57,6 +60,15 @@ class Settings:
             raise ConfigError(f"BRIDGE_LEASE_SECONDS: must exceed the {self.spp_read_timeout:g} s read timeout")
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ConfigError("BRIDGE_RETRY_MAX_SECONDS: must not be below BRIDGE_RETRY_BASE_SECONDS")
+
+    def session_key(self) -> str | None:
+        """What signs the admin page's session cookie: SECRET_KEY, else one derived from the
+        admin token (the same in every process, unlike a random key)."""
+        if self.secret_key:
+            return self.secret_key
+        if not self.admin_token:
+            return None
+        return hmac.new(self.admin_token.encode(), b"spp-ticket-bridge admin session", hashlib.sha256).hexdigest()
 
     def require_spp(self) -> None:
         """The processes that deliver (web, worker) cannot run without an SPP workspace."""
@@ -128,6 +140,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_url=_str(env, "DATABASE_URL") or "",
         sources_file=_str(env, "BRIDGE_SOURCES_FILE") or "config/sources.yml",
         admin_token=_str(env, "BRIDGE_ADMIN_TOKEN"),
+        secret_key=_str(env, "SECRET_KEY"),
         embedded_worker=_bool(env, "BRIDGE_EMBEDDED_WORKER", False),
         max_body_bytes=_int(env, "BRIDGE_MAX_BODY_BYTES", 10 * MIB),
         delivery_concurrency=_int(env, "BRIDGE_DELIVERY_CONCURRENCY", 4),
