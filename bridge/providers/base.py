@@ -8,6 +8,7 @@ A provider never touches the database or SPP.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -130,6 +131,20 @@ class TokenAuth:
         given = request.headers.get(self.header) or request.args.get("token") or ""
         if not hmac.compare_digest(given.encode(), source.secret.encode()):
             raise Unauthorized(f"missing or wrong {self.header} header (or ?token= value)")
+
+
+class BodyHmacAuth:
+    """A header holding base64(HMAC-SHA256(secret, raw body)) after ``signature_prefix`` (Typeform, Tally)."""
+
+    signature_header: ClassVar[str]
+    signature_prefix: ClassVar[bytes] = b""
+
+    def verify(self, request: Request, source: Source) -> None:
+        digest = hmac.new((source.secret or "").encode(), request.get_data(cache=True), hashlib.sha256).digest()
+        expected = self.signature_prefix + base64.b64encode(digest)
+        given = request.headers.get(self.signature_header, "").strip().encode("utf-8", "surrogateescape")
+        if not source.secret or not hmac.compare_digest(given, expected):
+            raise Unauthorized(f"missing or wrong {self.signature_header} header (HMAC-SHA256 of the body, base64)")
 
 
 class BasicAuth:

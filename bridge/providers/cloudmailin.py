@@ -18,7 +18,6 @@ from typing import Any
 from marshmallow import INCLUDE, Schema, ValidationError, fields
 from werkzeug import Request
 
-from bridge.errors import RejectedPayload
 from bridge.message import Attachment, InboundMessage
 from bridge.providers.base import BasicAuth, Provider
 from bridge.providers.mime import (
@@ -26,9 +25,8 @@ from bridge.providers.mime import (
     auto_reply_reason,
     clean_message_id,
     decode_words,
-    email_dedupe_key,
+    email_message,
     html_to_text,
-    newlines,
     sender,
 )
 from bridge.sources import Source
@@ -96,22 +94,11 @@ class CloudMailinProvider(BasicAuth, Provider):
         data = self.json_object(request)
         posted = self.load(NormalizedSchema(), data)
         email = normalized_email(posted)
-        if not email.from_email and not email.text:
-            raise RejectedPayload(
-                "the message has no sender and no body: there is nothing to make a ticket of",
-                status=self.reject_status,
-            )
-        return InboundMessage(
-            dedupe_key=email_dedupe_key(email),
-            email=email.from_email,
-            name=email.from_name,
-            subject=email.subject,
-            body=newlines(email.text),
-            html=email.html,
+        return email_message(
+            email,
             fields=template_fields(data),
-            attachments=email.attachments,
-            message_id=email.message_id,
             discard_reason=auto_reply_reason(email.headers, posted["envelope"].get("from_")),
+            reject_status=self.reject_status,
         )
 
 

@@ -20,11 +20,12 @@ from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr
+from typing import Any
 
 from inscriptis import get_text
 
-from bridge.errors import BadPayload
-from bridge.message import Attachment
+from bridge.errors import BadPayload, RejectedPayload
+from bridge.message import Attachment, InboundMessage
 from bridge.providers.base import bounded_key
 
 log = logging.getLogger("bridge.providers.mime")
@@ -181,6 +182,28 @@ def _body_part(message: EmailMessage, subtype: str) -> Message | None:
         return message.get_body(preferencelist=(subtype,))
     except (KeyError, ValueError, IndexError):
         return None
+
+
+def email_message(
+    email: ParsedEmail, *, fields: dict[str, Any], discard_reason: str | None, reject_status: int
+) -> InboundMessage:
+    """The message of a parsed email; one with neither sender nor text is refused (``reject_status``)."""
+    if not email.from_email and not email.text:
+        raise RejectedPayload(
+            "the message has no sender and no body: there is nothing to make a ticket of", status=reject_status
+        )
+    return InboundMessage(
+        dedupe_key=email_dedupe_key(email),
+        email=email.from_email,
+        name=email.from_name,
+        subject=email.subject,
+        body=newlines(email.text),
+        html=email.html,
+        fields=fields,
+        attachments=email.attachments,
+        message_id=email.message_id,
+        discard_reason=discard_reason,
+    )
 
 
 def email_dedupe_key(email: ParsedEmail) -> str:

@@ -34,7 +34,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder
 
-from bridge.errors import BadPayload, RejectedPayload, Unauthorized
+from bridge.errors import BadPayload, Unauthorized
 from bridge.message import Attachment, InboundMessage
 from bridge.providers.base import BasicAuth, Provider
 from bridge.providers.mime import (
@@ -42,9 +42,8 @@ from bridge.providers.mime import (
     auto_reply_reason,
     decode_bytes,
     decode_words,
-    email_dedupe_key,
+    email_message,
     html_to_text,
-    newlines,
     parse_rfc822,
     sender,
 )
@@ -134,24 +133,13 @@ class SendGridProvider(BasicAuth, Provider):
             email = parse_rfc822(texts["email"].data)
         else:
             email = parsed_email(texts["headers"].data, values, attachments(parts, posted["attachment_info"]))
-        if not email.from_email and not email.text:
-            raise RejectedPayload(
-                "the message has no sender and no body: there is nothing to make a ticket of",
-                status=self.reject_status,
-            )
         envelope_from = posted["envelope"].get("from")
-        return InboundMessage(
-            dedupe_key=email_dedupe_key(email),
-            email=email.from_email,
-            name=email.from_name,
-            subject=email.subject,
-            body=newlines(email.text),
-            html=email.html,
+        return email_message(
+            email,
             fields=template_fields(values, posted["envelope"], email.headers),
-            attachments=email.attachments,
-            message_id=email.message_id,
             discard_reason=auto_reply_reason(email.headers, envelope_from if isinstance(envelope_from, str) else None)
             or spam_reason(posted["spam_score"], source),
+            reject_status=self.reject_status,
         )
 
 

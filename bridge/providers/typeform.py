@@ -9,18 +9,14 @@ question title; hidden fields (``form_response.hidden``) follow the answers.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from typing import Any
 
 from marshmallow import EXCLUDE, INCLUDE, Schema, fields, validate
 from werkzeug import Request
 
-from bridge.errors import Unauthorized
 from bridge.message import InboundMessage
 from bridge.providers.answers import Answer, answers_message
-from bridge.providers.base import Provider, bounded_key
+from bridge.providers.base import BodyHmacAuth, Provider, bounded_key
 from bridge.sources import Source
 
 SIGNATURE_HEADER = "Typeform-Signature"
@@ -70,20 +66,15 @@ class TypeformPayloadSchema(_Lenient):
     form_response = fields.Nested(_FormResponseSchema, required=True)
 
 
-class TypeformProvider(Provider):
+class TypeformProvider(BodyHmacAuth, Provider):
     kind = "typeform"
     sender_setup = "Typeform > Connect > Webhooks: Endpoint {url}, Secret = the source's secret"
     content_types = ("application/json",)
     requires_secret = True
     options = ("honeypot",)
 
-    def verify(self, request: Request, source: Source) -> None:
-        """``sha256=`` + base64(HMAC-SHA256(secret, raw body)), compared in constant time."""
-        digest = hmac.new((source.secret or "").encode(), request.get_data(cache=True), hashlib.sha256).digest()
-        expected = b"sha256=" + base64.b64encode(digest)
-        given = request.headers.get(SIGNATURE_HEADER, "").strip().encode("utf-8", "surrogateescape")
-        if not source.secret or not hmac.compare_digest(given, expected):
-            raise Unauthorized(f"missing or wrong {SIGNATURE_HEADER} header (HMAC-SHA256 of the body, base64)")
+    signature_header = SIGNATURE_HEADER
+    signature_prefix = b"sha256="
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         data = self.json_object(request)
