@@ -31,8 +31,6 @@ def upgrade() -> None:
         sa.Column("message", sa.JSON()),
         sa.Column("ticket_request", sa.JSON()),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("retry_window_start", UTC, nullable=False),
-        sa.Column("attempts_at_window_start", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", UTC),
         sa.Column("lease_owner", sa.String(120)),
         sa.Column("lease_expires_at", UTC),

@@ -1,0 +1,60 @@
+"""The migrations build exactly the tables bridge/db.py describes, and go down and up again."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
+
+from bridge.db import make_engine, metadata, normalize_url
+from bridge.migrate import alembic_config, upgrade
+from tests.conftest import postgres_url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_engine(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+        yield engine
+        engine.dispose()
+        return
+    base = postgres_url()
+    assert base
+    schema = f"bridge_migrations_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = make_engine(normalize_url(base, ""))
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    engine = make_engine(normalize_url(f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}", ""))
+    yield engine
+    engine.dispose()
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+def downgrade_to_base(engine: Engine) -> None:
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+
+
+def test_migrations_match_the_tables_in_code(empty_engine: Engine) -> None:
+    upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert differences == []
+
+
+def test_migrations_go_down_and_up_again(empty_engine: Engine) -> None:
+    upgrade(empty_engine)
+    downgrade_to_base(empty_engine)
+    assert set(inspect(empty_engine).get_table_names()) <= {"alembic_version"}
+    upgrade(empty_engine)
+    assert {"events", "attempts", "seen_tokens"} <= set(inspect(empty_engine).get_table_names())
