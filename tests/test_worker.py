@@ -187,6 +187,8 @@ def test_stop_hands_back_in_flight_delivery(make_app, sandbox) -> None:
     assert got["status"] == "retrying"
     assert got["attempt_log"][0]["ambiguous"] is True
     assert "stopped" in got["attempt_log"][0]["error"]
+    # the hung request still ends in a ticket; wait for it here, not in a later test's sandbox
+    wait_for(lambda: sandbox.sandbox.tickets and not worker._in_flight, timeout=10)
 
 
 def test_concurrency_limits_deliveries_in_flight(make_app, sandbox) -> None:
