@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge.db import make_engine, normalize_url
 from bridge.log import configure_logging
@@ -24,6 +25,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str
     sources = load_sources(settings.sources_file, PROVIDERS, env)
 
     app = Flask("bridge")
+    # Heroku's router (and Render's, Fly's) terminates TLS: trust its one X-Forwarded-* hop,
+    # so URLs the bridge prints (admin page, redirects) say https://
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         # Flask's 500 kB default per form field would refuse ordinary inbound mail

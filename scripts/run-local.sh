@@ -12,6 +12,7 @@ export SPP_API_URL=${SPP_API_URL:-http://127.0.0.1:$SANDBOX_PORT}
 export SPP_API_TOKEN=${SPP_API_TOKEN:-sandbox-token}
 export BRIDGE_ADMIN_TOKEN=${BRIDGE_ADMIN_TOKEN:-dev-admin-token}
 export BRIDGE_EMBEDDED_WORKER=true
+export LOG_FORMAT=${LOG_FORMAT:-text}
 export WEB_CONCURRENCY=${WEB_CONCURRENCY:-1}
 export PORT
 
@@ -38,6 +39,8 @@ cat <<MSG
     web (with embedded worker)  http://127.0.0.1:$PORT      database: instance/bridge.db (SQLite)
     SPP sandbox                 $SPP_API_URL   (tickets: $SPP_API_URL/_sandbox/tickets)
     sources file                ${BRIDGE_SOURCES_FILE:-config/sources.yml}
+    admin page                  http://127.0.0.1:$PORT/admin   (token: $BRIDGE_ADMIN_TOKEN)
+    admin API, metrics          http://127.0.0.1:$PORT/api/events, /metrics, /openapi.json
 
   Post a sample ticket request:
     curl -s -H 'X-Bridge-Token: $API_TOKEN' -H 'Content-Type: application/json' -d '{"email":"alice@example.com","name":"Alice","subject":"Hello","message":"My first ticket"}' http://127.0.0.1:$PORT/hooks/api

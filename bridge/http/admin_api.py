@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import hmac
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import NotFound
 
-from bridge.errors import BridgeError, MappingFailed, Unauthorized, Unmappable
-from bridge.http.hooks import inbound_message
+from bridge.errors import BridgeError, Unauthorized
+from bridge.http.hooks import find_source, preview_ticket
 from bridge.http.schemas import (
     EventDetailSchema,
     EventListQuerySchema,
@@ -21,7 +20,6 @@ from bridge.http.schemas import (
 )
 from bridge.replay import UnknownEvent, plausible_event_id, replay_event
 from bridge.runtime import get_runtime
-from bridge.tickets import build_ticket_request
 
 admin_api = Blueprint("admin_api", __name__, url_prefix="/api")
 
@@ -59,14 +57,7 @@ def preview(source_name: str) -> Response:
     The admin token authorizes the call, so the sender's own secret or signature is not checked.
     """
     runtime = get_runtime()
-    source, _, message = inbound_message(runtime, source_name, verify=False)
-    if message.discard_reason:
-        raise Unmappable(MappingFailed("discarded", message.discard_reason), "it would be stored as discarded")
-    try:
-        ticket_request = build_ticket_request(message, source, runtime.sources, datetime.now(UTC))
-    except MappingFailed as exc:
-        raise Unmappable(exc, "it would be stored as failed") from None
-    return jsonify(ticket_request)
+    return jsonify(preview_ticket(runtime, find_source(runtime, source_name), request))
 
 
 @admin_api.get("/events")

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, redirect, request
+from werkzeug import Request
 
-from bridge.errors import MappingFailed, Unauthorized, UnknownSource
+from bridge.errors import MappingFailed, Unauthorized, UnknownSource, Unmappable
 from bridge.log import REDACTED, scrub_data
 from bridge.message import InboundMessage
 from bridge.metrics import ACCEPTED, DUPLICATES
@@ -30,26 +31,46 @@ def new_event_id() -> str:
     return f"evt_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
 
 
-def inbound_message(runtime: Runtime, source_name: str, verify: bool = True) -> tuple[Source, Provider, InboundMessage]:
-    """The current request as the source's provider reads it (shared by the hook and the preview)."""
+def find_source(runtime: Runtime, source_name: str) -> Source:
     source = runtime.sources.sources.get(source_name)
     if source is None:
         raise UnknownSource(f"no source named {source_name!r} in the sources file")
+    return source
+
+
+def read_message(source: Source, inbound: Request, verify: bool = True) -> InboundMessage:
+    """A request as the source's provider reads it (shared by the hook and the previews)."""
     provider = PROVIDERS[source.kind]
-    request.get_data(cache=True)  # raw bytes first: signatures cover them; 413 when too big
+    inbound.get_data(cache=True)  # raw bytes first: signatures cover them; 413 when too big
     if verify:
-        provider.verify(request, source)
-    provider.check_content_type(request)
-    message = provider.parse(request, source)
+        provider.verify(inbound, source)
+    provider.check_content_type(inbound)
+    message = provider.parse(inbound, source)
     if source.secret:  # a sender that echoes our secret in its payload must not spread it
         message = InboundMessage.from_dict(scrub_data(message.to_dict(), [source.secret]))
-    return source, provider, message
+    return message
+
+
+def preview_ticket(runtime: Runtime, source: Source, inbound: Request) -> dict[str, Any]:
+    """The StoreTicketRequest a hook would send for ``inbound``; the sender's secret is not checked.
+
+    Raises the hook's own errors, or Unmappable when no ticket would be made.
+    """
+    message = read_message(source, inbound, verify=False)
+    if message.discard_reason:
+        raise Unmappable(MappingFailed("discarded", message.discard_reason), "it would be stored as discarded")
+    try:
+        return build_ticket_request(message, source, runtime.sources, datetime.now(UTC))
+    except MappingFailed as exc:
+        raise Unmappable(exc, "it would be stored as failed") from None
 
 
 @hooks.post("/hooks/<source_name>")
 def receive(source_name: str) -> Response:
     runtime = get_runtime()
-    source, provider, message = inbound_message(runtime, source_name)
+    source = find_source(runtime, source_name)
+    provider = PROVIDERS[source.kind]
+    message = read_message(source, request)
     if message.replay_token and not runtime.store.remember_token(
         source.name, message.replay_token, message.dedupe_key, datetime.now(UTC), provider.token_ttl_seconds
     ):

@@ -1,0 +1,328 @@
+"""The operators' admin page: sign in, the event list, one event with Replay, the sources with a try-it form.
+
+Server-rendered (Jinja, autoescaped) and usable without JavaScript. Signing in with
+BRIDGE_ADMIN_TOKEN puts a fingerprint of the token in the signed session cookie, so a new
+token signs everyone out. Every form is a FlaskForm carrying its own CSRF token: a global
+CSRFProtect would refuse the webhooks, which carry none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from flask_wtf import FlaskForm
+from markupsafe import escape
+from sqlalchemy import Engine, select
+from werkzeug import Response
+from werkzeug.exceptions import HTTPException
+from werkzeug.test import EnvironBuilder
+from wtforms import PasswordField, SelectField, SubmitField, TextAreaField
+from wtforms.validators import DataRequired
+
+from bridge.db import events
+from bridge.errors import BridgeError, Unmappable
+from bridge.http.hooks import preview_ticket
+from bridge.log import scrub
+from bridge.providers import PROVIDERS
+from bridge.replay import plausible_event_id, replay_event
+from bridge.runtime import Runtime, get_runtime
+from bridge.sources import Source
+from bridge.store import unavailable_as_503
+from bridge.tickets import human_size
+
+admin_page = Blueprint("admin_page", __name__, url_prefix="/admin")
+
+STATUSES = ("queued", "delivering", "retrying", "delivered", "failed", "discarded")
+PAGE_SIZE, MAX_PAGE_SIZE = 50, 200
+SESSION_SECONDS = 12 * 3600
+SAMPLES = {
+    "application/json": '{"email": "alice@example.com", "name": "Alice", "subject": "Hello", "message": "Hi there"}',
+    "application/x-www-form-urlencoded": "email=alice%40example.com&name=Alice&subject=Hello&message=Hi+there",
+    "message/rfc822": "From: Alice <alice@example.com>\nTo: support@example.com\nSubject: Hello\n"
+    "Message-ID: <sample-1@example.com>\n\nHi there",
+    "text/plain": "Hi there",
+}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+CSRF_REFUSED = "The form expired or did not come from this page (CSRF check). Reload the page and try again."
+
+
+class SignInForm(FlaskForm):
+    token = PasswordField("Admin token", validators=[DataRequired()])
+    submit = SubmitField("Sign in")
+
+
+class SignOutForm(FlaskForm):
+    submit = SubmitField("Sign out")
+
+
+class ReplayForm(FlaskForm):
+    replay = SubmitField("Replay")
+    force = SubmitField("Replay (new ticket)")
+
+
+class TryForm(FlaskForm):
+    sample = TextAreaField("Sample body", validators=[DataRequired()])
+    content_type = SelectField("Content type", choices=list(SAMPLES))
+    submit = SubmitField("Show the ticket request")
+
+
+# --- signing in ------------------------------------------------------------------------
+
+
+def _fingerprint(token: str) -> str:
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(key, b"admin:" + token.encode(), hashlib.sha256).hexdigest()
+
+
+def _signed_in(token: str) -> bool:
+    fresh = time.time() - float(session.get("admin_since", 0)) < SESSION_SECONDS
+    return fresh and hmac.compare_digest(str(session.get("admin", "")), _fingerprint(token))
+
+
+@admin_page.before_request
+def require_sign_in() -> ResponseReturnValue | None:
+    """No admin token configured: the page does not exist. Otherwise signed in, or off to sign in."""
+    token = get_runtime().settings.admin_token
+    if not token:
+        abort(404)
+    if request.endpoint == "admin_page.sign_in" or _signed_in(token):
+        return None
+    back = request.full_path.rstrip("?") if request.method == "GET" else None
+    return redirect(url_for("admin_page.sign_in", next=back))
+
+
+@admin_page.after_request
+def harden(response: Response) -> Response:
+    """Security headers, and no configured secret on any page, whatever a sender put in its data."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if response.mimetype == "text/html" and not response.direct_passthrough:
+        secrets = [s for s in get_runtime().secrets() if len(s) >= 4]
+        escaped = [str(escape(s)) for s in secrets]  # as the page holds them
+        response.set_data(scrub(response.get_data(as_text=True), [*secrets, *escaped]))
+    return response
+
+
+@admin_page.context_processor
+def page_helpers() -> dict[str, Any]:
+    return {
+        "signout_form": SignOutForm(formdata=None, prefix="signout"),
+        "when": when,
+        "size": human_size,
+        "statuses": STATUSES,
+    }
+
+
+def when(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
+
+
+def _safe_next() -> str:
+    """Back where the operator was going, never off this admin page."""
+    target = request.args.get("next", "")
+    return target if target.startswith("/admin") else url_for("admin_page.events_list")
+
+
+@admin_page.route("/sign-in", methods=["GET", "POST"])
+def sign_in() -> ResponseReturnValue:
+    form = SignInForm()
+    if not form.validate_on_submit():
+        status = 400 if request.method == "POST" else 200
+        return render_template("admin/sign_in.html", form=form), status
+    token = get_runtime().settings.admin_token or ""
+    if not hmac.compare_digest(form.token.data.encode(), token.encode()):
+        form.token.errors = ["Wrong admin token."]
+        return render_template("admin/sign_in.html", form=form), 401
+    session.clear()
+    session.update(admin=_fingerprint(token), admin_since=time.time())
+    return redirect(_safe_next(), 303)
+
+
+@admin_page.post("/sign-out")
+def sign_out() -> ResponseReturnValue:
+    if not SignOutForm(prefix="signout").validate_on_submit():
+        return _refused()
+    session.clear()
+    flash("Signed out.", "ok")
+    return redirect(url_for("admin_page.sign_in"), 303)
+
+
+def _refused(message: str = CSRF_REFUSED, status: int = 400) -> ResponseReturnValue:
+    return render_template("admin/error.html", message=message), status
+
+
+# --- events ---------------------------------------------------------------------------
+
+
+@admin_page.get("/")
+@admin_page.get("/events")
+def events_list() -> ResponseReturnValue:
+    runtime = get_runtime()
+    filters = _list_filters()
+    rows, next_cursor = runtime.store.list_events(
+        filters["status"], filters["source"], _page_size(), _cursor(), search=filters["q"]
+    )
+    messages = _messages(runtime.store.engine, [row["id"] for row in rows])
+    for row in rows:
+        message = messages.get(row["id"]) or {}
+        row["sender"], row["subject"] = sender_of(message), message.get("subject") or ""
+    sources = sorted(set(runtime.sources.sources) | set(runtime.store.latest_by_source()))
+    next_url = url_for(".events_list", **filters, limit=request.args.get("limit"), cursor=next_cursor)
+    return render_template(
+        "admin/events.html",
+        rows=rows,
+        counts=runtime.store.count_by_status(),
+        filters=filters,
+        sources=sources,
+        next_url=next_url if next_cursor else None,
+        paged=bool(_cursor()),
+    )
+
+
+def _list_filters() -> dict[str, Any]:
+    status = request.args.get("status") or None
+    source = (request.args.get("source") or "")[:100] or None
+    q = (request.args.get("q") or "").strip()[:200] or None
+    return {"status": status if status in STATUSES else None, "source": source, "q": q}
+
+
+def _page_size() -> int:
+    raw = request.args.get("limit", "")
+    return min(max(int(raw), 1), MAX_PAGE_SIZE) if raw.isdigit() else PAGE_SIZE
+
+
+def _cursor() -> str | None:
+    cursor = request.args.get("cursor") or ""
+    return cursor if plausible_event_id(cursor) else None
+
+
+def _messages(engine: Engine, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The stored messages of these events (one query; the store's list leaves them out)."""
+    if not ids:
+        return {}
+    query = select(events.c.id, events.c.message).where(events.c.id.in_(ids))
+    with unavailable_as_503(), engine.connect() as conn:
+        return {row.id: row.message or {} for row in conn.execute(query)}
+
+
+def sender_of(message: dict[str, Any]) -> str:
+    name, email = message.get("name") or "", message.get("email") or ""
+    return f"{name} <{email}>" if name and email else name or email
+
+
+def pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+@admin_page.get("/events/<event_id>")
+def event_page(event_id: str) -> ResponseReturnValue:
+    store = get_runtime().store
+    event = store.get_event(event_id) if plausible_event_id(event_id) else None
+    if event is None:
+        return _refused(f"There is no event {event_id!r}.", 404)
+    message = event["message"] or {}
+    return render_template(
+        "admin/event.html",
+        event=event,
+        message=message,
+        sender=sender_of(message),
+        fields_json=pretty(message.get("fields") or {}),
+        ticket_json=pretty(event["ticket_request"]) if event["ticket_request"] else None,
+        attempts=store.list_attempts(event_id),
+        form=ReplayForm(formdata=None),
+    )
+
+
+@admin_page.post("/events/<event_id>/replay")
+def replay(event_id: str) -> ResponseReturnValue:
+    form = ReplayForm()
+    if not form.validate_on_submit():
+        return _refused()
+    try:
+        status = replay_event(get_runtime(), event_id, force=bool(form.force.data))
+    except BridgeError as exc:  # 404 unknown, 409 not replayable, 422 still unmappable
+        flash(f"Not replayed: {exc.message}", "error")
+    else:
+        flash(f"Replayed: the event is {status}; the worker will deliver it shortly.", "ok")
+    return redirect(url_for(".event_page", event_id=event_id), 303)
+
+
+# --- sources and the try-it form -----------------------------------------------------------
+
+
+@admin_page.get("/sources")
+def sources_page() -> ResponseReturnValue:
+    return _render_sources()
+
+
+@admin_page.post("/sources/<source_name>/try")
+def try_source(source_name: str) -> ResponseReturnValue:
+    runtime = get_runtime()
+    source = runtime.sources.sources.get(source_name)
+    if source is None:
+        return _refused(f"There is no source {source_name!r}.", 404)
+    form = TryForm(prefix=source.name)
+    if not form.validate_on_submit():
+        return _refused() if "csrf_token" in form.errors else _render_sources(source.name, form)
+    return _render_sources(source.name, form, preview(runtime, source, form.sample.data, form.content_type.data))
+
+
+def _render_sources(tried: str = "", form: TryForm | None = None, result: dict[str, str] | None = None) -> str:
+    """Every source; the one just tried shows its form as submitted and the result."""
+    runtime = get_runtime()
+    latest = runtime.store.latest_by_source()
+    cards = [_source_card(source, latest.get(name)) for name, source in sorted(runtime.sources.sources.items())]
+    for card in cards:
+        if card["name"] == tried:
+            card.update(form=form, result=result)
+    return render_template("admin/sources.html", cards=cards)
+
+
+def _source_card(source: Source, latest: dict[str, Any] | None) -> dict[str, Any]:
+    url = f"{request.host_url}hooks/{source.name}"
+    provider = PROVIDERS[source.kind]
+    content_type = next((ct for ct in provider.content_types if ct in SAMPLES), "application/json")
+    form = TryForm(formdata=None, prefix=source.name, data={"sample": SAMPLES[content_type]})
+    form.content_type.data = content_type
+    return {
+        "name": source.name,
+        "url": url,
+        "kind": source.kind,
+        "has_secret": bool(source.secret),
+        "latest": latest,
+        "setup": provider.sender_setup.format(url=url),
+        "form": form,
+        "result": None,
+    }
+
+
+def preview(runtime: Runtime, source: Source, sample: str, content_type: str) -> dict[str, str]:
+    """What ``POST /api/preview/<source>`` answers for this body: {"ticket": json} or {"error": why}.
+
+    The sample is run through the source's provider as a request of its own; nothing is stored or sent.
+    """
+    body = sample.strip().encode()
+    inbound = EnvironBuilder(method="POST", path=f"/hooks/{source.name}", data=body, content_type=content_type)
+    try:
+        ticket = preview_ticket(runtime, source, inbound.get_request())
+    except Unmappable as exc:
+        return {"error": f"No ticket: {exc.message} ({exc.code})"}
+    except BridgeError as exc:
+        return {"error": f"The hook would answer {exc.status}: {exc.message}"}
+    except HTTPException as exc:
+        return {"error": f"The hook would answer {exc.code}: {exc.description}"}
+    return {"ticket": pretty(ticket)}

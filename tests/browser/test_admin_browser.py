@@ -1,0 +1,186 @@
+"""The admin page in a real Chromium (Playwright) against the app on a loopback port.
+
+The SPP sandbox and an in-process delivery worker run meanwhile, so a replay pressed in the
+browser really reaches the sandbox. Screenshots go to test-artifacts/admin/; the event page
+is also saved as docs/images/event-page.png for the README.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from bridge.runtime import Runtime
+from bridge.worker import Worker
+from tests.conftest import ADMIN_TOKEN, API_SECRET, SPP_TOKEN, api_headers
+from tests.helpers import ROOT, serve_app, wait_for
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = ROOT / "test-artifacts" / "admin"
+DOC_IMAGE = ROOT / "docs" / "images" / "event-page.png"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+def require_chromium() -> None:
+    """Skip, saying why, without Chromium or Playwright; BRIDGE_REQUIRE_BROWSER=1 makes that a failure."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        reason = "browser tests need Playwright for Python (pip install -r requirements-dev.txt)"
+    else:
+        if CHROMIUM.exists():
+            return
+        reason = f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)"
+    if os.environ.get("BRIDGE_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"BRIDGE_REQUIRE_BROWSER=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def worker(runtime: Runtime) -> Iterator[Worker]:
+    """A delivery worker in a thread, woken by the web layer like the embedded one."""
+    s = runtime.settings
+    running = Worker(
+        runtime.store, runtime.spp_client(), runtime.retry_policy(), lease_seconds=s.lease_seconds, wake=runtime.wake
+    )
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    yield running
+    running.stop()
+    thread.join(15)
+    assert not thread.is_alive()
+
+
+def post(app: Flask, subject: str, email: str = "alice@example.com", **extra: str) -> str:
+    body = {"email": email, "name": extra.pop("name", "Alice"), "subject": subject, **extra}
+    response = app.test_client().post("/hooks/api", json=body, headers=api_headers())
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return str(response.get_json()["event_id"])
+
+
+def status_of(runtime: Runtime, event_id: str) -> str:
+    event = runtime.store.get_event(event_id)
+    return event["status"] if event else "missing"
+
+
+def make_events(app: Flask, runtime: Runtime, sandbox: Any) -> str:
+    """A few delivered events and one SPP refused (422); returns the refused one."""
+    sandbox.sandbox.script(422)
+    refused = post(app, "Printer on fire", message="The office printer is smoking.", order_number="A-1001")
+    wait_for(lambda: status_of(runtime, refused) == "failed")
+    delivered = [
+        post(app, "Invoice question", "bob@bigcustomer.com", name="Bob Builder", message="Is VAT included?"),
+        post(app, "New website page", "carol@example.org", name="Carol", message="Please add a team page."),
+        post(app, "<script>alert(1)</script>", "mallory@example.net", name="Mallory", message="Escaped?"),
+    ]
+    wait_for(lambda: all(status_of(runtime, i) == "delivered" for i in delivered))
+    return refused
+
+
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def sign_in(page: Any, base: str) -> None:
+    page.goto(f"{base}/admin/")
+    assert "/admin/sign-in" in page.url
+    shot(page, "01-sign-in.png")
+    page.get_by_label("Admin token").fill(ADMIN_TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r".*/admin/(events)?$"))
+
+
+def no_secret(page: Any) -> None:
+    html = page.content()
+    assert all(secret not in html for secret in (ADMIN_TOKEN, API_SECRET, SPP_TOKEN))
+
+
+def replay_until_delivered(page: Any, runtime: Runtime, event_id: str) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("button", name="Replay", exact=True).click()
+    expect(page.locator(".flash.ok")).to_contain_text("Replayed")
+    wait_for(lambda: status_of(runtime, event_id) == "delivered")
+    page.reload()
+    expect(page.locator("#event-status")).to_have_text("delivered")
+    expect(page.locator("#ticket-id")).to_have_text(re.compile(r"^\d+$"))
+    assert page.locator("table.attempts tbody tr").count() == 2
+
+
+def try_it(page: Any, base: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{base}/admin/sources")
+    card = page.locator("#source-api")
+    card.locator("summary").click()
+    card.get_by_label("Sample body").fill('{"email": "dana@bigcustomer.com", "subject": "Quote", "message": "Price?"}')
+    card.get_by_label("Content type").select_option("application/json")
+    card.get_by_role("button", name="Show the ticket request").click()
+    expect(page.locator("#source-api pre.result")).to_contain_text('"user_id": 30')
+    no_secret(page)
+    shot(page, "06-sources-try-it.png")
+
+
+def test_operator_replays_a_refused_event_and_tries_a_source(
+    app: Flask, runtime: Runtime, sandbox: Any, worker: Worker, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    refused = make_events(app, runtime, sandbox)
+    with serve_app(app) as base:
+        page = browser.new_page(viewport=DESKTOP)
+        page.set_default_timeout(10_000)
+        sign_in(page, base)
+        expect(page.locator("table.events tbody tr")).to_have_count(4)
+        expect(page.get_by_text("<script>alert(1)</script>")).to_be_visible()  # shown as text, not run
+        shot(page, "02-events.png")
+        page.locator("select[name=status]").select_option("failed")
+        page.get_by_role("button", name="Filter").click()
+        expect(page.locator("table.events tbody tr")).to_have_count(1)
+        shot(page, "03-events-failed.png")
+        page.get_by_role("link", name="Printer on fire").click()
+        expect(page.locator("#event-status")).to_have_text("failed")
+        shot(page, "04-event-failed.png")
+        replay_until_delivered(page, runtime, refused)
+        no_secret(page)
+        shot(page, "05-event-delivered.png")
+        if os.environ.get("BRIDGE_UPDATE_SCREENSHOTS") == "1":  # the README's picture, on request only
+            page.screenshot(path=str(DOC_IMAGE), full_page=True)
+        try_it(page, base)
+        page.set_viewport_size(PHONE)
+        for url, name in (("/admin/", "07-events-phone.png"), (f"/admin/events/{refused}", "08-event-phone.png")):
+            page.goto(base + url)
+            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing runs off-screen
+            shot(page, name)
+        page.close()
