@@ -31,13 +31,17 @@ API_SECRET = "api-secret-0123456789abcdef"
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
-DEFAULT_SOURCES = f"""
-defaults:
+# the defaults and clients most test sources files start with
+CLIENTS = """defaults:
   user_id: 1
 clients:
   alice@example.com: 12
   "@bigcustomer.com": 30
-sources:
+"""
+
+DEFAULT_SOURCES = (
+    CLIENTS
+    + f"""sources:
   api:
     kind: json
     secret: {API_SECRET}
@@ -53,6 +57,7 @@ sources:
       subject: "Website: {{{{ subject }}}}"
       tags: [website]
 """
+)
 
 
 def postgres_url() -> str | None:

@@ -19,21 +19,18 @@ from werkzeug.test import EnvironBuilder, TestResponse
 from bridge.errors import BridgeError
 from bridge.providers import PROVIDERS
 from bridge.sources import Source
-from tests.conftest import AppFactory
+from tests.conftest import CLIENTS, AppFactory
 from tests.providers.helpers import deliver, fixture, stored_event
 
 CREDENTIALS = "cloudmailin:Qw7-test-pass-0f3a"
-SOURCES = f"""
-defaults:
-  user_id: 1
-clients:
-  alice@example.com: 12
-  "@bigcustomer.com": 30
-sources:
+SOURCES = (
+    CLIENTS
+    + f"""sources:
   mail:
     kind: cloudmailin
     secret: "{CREDENTIALS}"
 """
+)
 
 
 def basic(credentials: str = CREDENTIALS) -> dict[str, str]:

@@ -22,17 +22,13 @@ from bridge.providers import PROVIDERS, mime
 from bridge.providers.mime import decode_bytes
 from bridge.runtime import get_runtime
 from bridge.sources import Source
-from tests.conftest import AppFactory, deliver_all
+from tests.conftest import CLIENTS, AppFactory, deliver_all
 from tests.providers.helpers import deliver, fixture, stored_event
 
 TOKEN = "mail-token-5Jq0c3YVwz8RkT2m"
-SOURCES = f"""
-defaults:
-  user_id: 1
-clients:
-  alice@example.com: 12
-  "@bigcustomer.com": 30
-sources:
+SOURCES = (
+    CLIENTS
+    + f"""sources:
   mail:
     kind: email
     secret: {TOKEN}
@@ -47,6 +43,7 @@ sources:
         in_reply_to: "{{{{ fields.in_reply_to }}}}"
         to: "{{{{ fields.to | join(', ') }}}}"
 """
+)
 
 
 def post(

@@ -21,6 +21,7 @@ from bridge.errors import BridgeError
 from bridge.providers.jotform import JotformProvider, derive_label
 from bridge.runtime import get_runtime
 from bridge.sources import Source
+from tests.conftest import CLIENTS
 from tests.providers.helpers import deliver, fixture, stored_event
 
 TOKEN = "jotform-test-token-3b7c90"  # also inside the fixtures' webhookURL
@@ -29,13 +30,9 @@ BOUNDARIES = {
     "non_ascii.multipart": "------------------------Qm8Zt2LpWc5R",
     "upload.multipart": "------------------------1WSA91c0mNqsH82UlEp0qj",
 }
-SOURCES = f"""
-defaults:
-  user_id: 1
-clients:
-  alice@example.com: 12
-  "@bigcustomer.com": 30
-sources:
+SOURCES = (
+    CLIENTS
+    + f"""sources:
   service:
     kind: jotform
     secret: {TOKEN}
@@ -50,6 +47,7 @@ sources:
     kind: jotform
     secret: {TOKEN}
 """
+)
 
 
 def post(app: Flask, source: str, name: str, body: bytes | None = None, query: str = f"?token={TOKEN}", **headers):

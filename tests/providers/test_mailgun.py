@@ -30,17 +30,13 @@ from bridge.errors import BridgeError
 from bridge.providers import PROVIDERS
 from bridge.runtime import get_runtime
 from bridge.sources import Source
-from tests.conftest import AppFactory
+from tests.conftest import CLIENTS, AppFactory
 from tests.providers.helpers import deliver, fixture, stored_event
 
 KEY = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0"  # a test HTTP webhook signing key
-SOURCES = f"""
-defaults:
-  user_id: 1
-clients:
-  alice@example.com: 12
-  "@bigcustomer.com": 30
-sources:
+SOURCES = (
+    CLIENTS
+    + f"""sources:
   support:
     kind: mailgun
     secret: {KEY}
@@ -48,6 +44,7 @@ sources:
     kind: mailgun
     secret: {KEY}
 """
+)
 URLENCODED = "application/x-www-form-urlencoded"
 PDF, PNG = fixture("mailgun", "invoice.pdf"), fixture("mailgun", "screenshot.png")
 

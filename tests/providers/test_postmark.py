@@ -23,17 +23,13 @@ from bridge.errors import BridgeError, ConfigError
 from bridge.providers import PROVIDERS
 from bridge.runtime import get_runtime
 from bridge.sources import Source
-from tests.conftest import AppFactory, deliver_all
+from tests.conftest import CLIENTS, AppFactory, deliver_all
 from tests.providers.helpers import deliver, fixture, stored_event
 
 CREDENTIALS = "postmark:Xq7-inbound-pass"  # what goes into https://user:pass@<bridge>/hooks/inbound
-SOURCES = f"""
-defaults:
-  user_id: 1
-clients:
-  alice@example.com: 12
-  "@bigcustomer.com": 30
-sources:
+SOURCES = (
+    CLIENTS
+    + f"""sources:
   inbound:
     kind: postmark
     secret: "{CREDENTIALS}"
@@ -50,6 +46,7 @@ sources:
         to: "{{{{ fields.OriginalRecipient }}}}"
         spam_score: "{{{{ fields.headers['x-spam-score'] }}}}"
 """
+)
 
 
 def auth(credentials: str = CREDENTIALS) -> dict[str, str]:

@@ -24,7 +24,7 @@ from bridge.errors import BridgeError
 from bridge.providers import PROVIDERS
 from bridge.providers.sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER, SendGridProvider
 from bridge.sources import Source
-from tests.conftest import AppFactory
+from tests.conftest import CLIENTS, AppFactory
 from tests.providers.helpers import deliver, fixture, stored_event
 
 CREDENTIALS = "parse:Zx8-v2mQ-test-pass"
@@ -33,13 +33,9 @@ POLICY_KEY = ec.generate_private_key(ec.SECP256R1())  # stands in for SendGrid's
 PUBLIC_KEY = base64.b64encode(
     POLICY_KEY.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 ).decode()
-SOURCES = f"""
-defaults:
-  user_id: 1
-clients:
-  alice@example.com: 12
-  "@bigcustomer.com": 30
-sources:
+SOURCES = (
+    CLIENTS
+    + f"""sources:
   parse:
     kind: sendgrid
     secret: "{CREDENTIALS}"
@@ -52,6 +48,7 @@ sources:
     secret: "{CREDENTIALS}"
     max_spam_score: 5
 """
+)
 NON_ASCII, HTML_ONLY, RAW_REPLY = (
     "parsed_non_ascii.multipart",
     "parsed_html_only_attachments.multipart",

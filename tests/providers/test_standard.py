@@ -19,16 +19,13 @@ from werkzeug.test import EnvironBuilder
 from bridge.errors import BridgeError, ConfigError
 from bridge.providers.standard import StandardWebhooksProvider
 from bridge.sources import Source
+from tests.conftest import CLIENTS
 from tests.providers.helpers import deliver, fixture, stored_event
 
 SECRET = "whsec_c3RhbmRhcmQtd2ViaG9va3MtdGVzdC1rZXktMDAwMQ=="  # base64 of "standard-webhooks-test-key-0001"
-SOURCES = f"""
-defaults:
-  user_id: 1
-clients:
-  alice@example.com: 12
-  "@bigcustomer.com": 30
-sources:
+SOURCES = (
+    CLIENTS
+    + f"""sources:
   billing:
     kind: standard
     secret: {SECRET}
@@ -42,6 +39,7 @@ sources:
     secret: {SECRET}
     honeypot: trap
 """
+)
 
 
 def signed_headers(

@@ -19,16 +19,13 @@ from werkzeug.test import EnvironBuilder
 from bridge.errors import BridgeError
 from bridge.providers.tally import TallyProvider
 from bridge.sources import Source
+from tests.conftest import CLIENTS
 from tests.providers.helpers import deliver, fixture, stored_event
 
 SECRET = "tally-signing-secret-8d2e41"
-SOURCES = f"""
-defaults:
-  user_id: 1
-clients:
-  alice@example.com: 12
-  "@bigcustomer.com": 30
-sources:
+SOURCES = (
+    CLIENTS
+    + f"""sources:
   support:
     kind: tally
     secret: {SECRET}
@@ -47,6 +44,7 @@ sources:
     secret: {SECRET}
     email_field: Email of the person we should reply to
 """
+)
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:

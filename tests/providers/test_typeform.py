@@ -17,16 +17,13 @@ from werkzeug.test import EnvironBuilder
 from bridge.errors import BridgeError
 from bridge.providers.typeform import TypeformProvider
 from bridge.sources import Source
+from tests.conftest import CLIENTS
 from tests.providers.helpers import deliver, fixture, stored_event
 
 SECRET = "typeform-test-secret-5f1c9a"
-SOURCES = f"""
-defaults:
-  user_id: 1
-clients:
-  alice@example.com: 12
-  "@bigcustomer.com": 30
-sources:
+SOURCES = (
+    CLIENTS
+    + f"""sources:
   quotes:
     kind: typeform
     secret: {SECRET}
@@ -45,6 +42,7 @@ sources:
     secret: {SECRET}
     email_field: Secondary contact email
 """
+)
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:
