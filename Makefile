@@ -6,7 +6,7 @@ PORT   ?= 8000
 SANDBOX_PORT ?= 8081
 export API_TOKEN ?= dev-api-token
 
-.PHONY: run test lint install dev-install migrate clean soak
+.PHONY: run test test-faults lint install dev-install migrate clean soak
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ run: install
 ## test: the whole suite (PostgreSQL tests run when TEST_DATABASE_URL is set)
 test: dev-install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-faults: the long fault suite (500 events, SIGKILLed workers, PostgreSQL stopped and started)
+test-faults: dev-install
+	BRIDGE_FAULTS=long $(BIN)/python -m pytest tests/faults $(PYTEST_ARGS)
 
 ## soak: a steady webhook rate for 10 minutes against its own stack; prints the counts (not in CI)
 soak: dev-install
