@@ -6,7 +6,7 @@ PORT   ?= 8000
 SANDBOX_PORT ?= 8081
 export API_TOKEN ?= dev-api-token
 
-.PHONY: run test test-faults lint install dev-install migrate clean soak
+.PHONY: run test test-faults lint install dev-install migrate clean soak bench
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: dev-install
 ## test-faults: the long fault suite (500 events, SIGKILLed workers, PostgreSQL stopped and started)
 test-faults: dev-install
 	BRIDGE_FAULTS=long $(BIN)/python -m pytest tests/faults $(PYTEST_ARGS)
+
+## bench: accept and drain rates beside their floors, one table + bench/results/*.json (under 10 min; not in CI)
+bench: dev-install
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 ## soak: a steady webhook rate for 10 minutes against its own stack; prints the counts (not in CI)
 soak: dev-install

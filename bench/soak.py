@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,42 +26,10 @@ from typing import Any
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stack import BIN, ROOT, children, database, free_port, rss_mb
+
 TOKEN, SPP_TOKEN, ADMIN = "soak-secret-token", "soak-spp-token", "soak-admin-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
-def database(url: str | None) -> tuple[str, str | None]:
-    """(DATABASE_URL, schema to drop) — PostgreSQL in a schema of its own, else SQLite."""
-    if url:
-        try:
-            import psycopg
-
-            schema = f"soak_{os.getpid()}_{secrets.token_hex(3)}"
-            with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:
-                conn.execute(f"CREATE SCHEMA {schema}")
-            return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}", schema
-        except Exception as exc:
-            print(f"PostgreSQL not usable ({type(exc).__name__}); using SQLite")
-    return f"sqlite:///{tempfile.mkdtemp(prefix='soak-')}/bridge.db", None
 
 
 class Stack:
@@ -89,7 +56,8 @@ class Stack:
         self._spawn(
             "sandbox", [*flask, "sandbox", "--port", str(self.spp_port), "--token", SPP_TOKEN, "--latency-ms", "50"]
         )
-        self._spawn("web", [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"])
+        gunicorn = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.web_port}"]
+        self._spawn("web", [*gunicorn, "wsgi:app"])
         self._spawn("worker", [*flask, "worker"])
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -1,0 +1,19 @@
+"""gunicorn settings for bench/bare_app.py: every setting of gunicorn.conf.py (workers, threads,
+worker_class, timeouts, keep-alive, access log) except its hooks, which check and start the bridge.
+
+The port comes from BENCH_BARE_PORT.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+from pathlib import Path
+
+_HOOKS = {"on_starting", "post_worker_init", "child_exit", "worker_exit"}
+_settings = runpy.run_path(str(Path(__file__).resolve().parent.parent / "gunicorn.conf.py"))
+for _name, _value in _settings.items():
+    if not _name.startswith("_") and _name not in _HOOKS and isinstance(_value, int | float | str | bool):
+        globals()[_name] = _value
+
+bind = f"127.0.0.1:{os.environ['BENCH_BARE_PORT']}"
