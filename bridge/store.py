@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import Engine, and_, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -232,10 +232,8 @@ class Store:
         return [row.id for row in expired]
 
     def claim(self, owner: str, limit: int, lease_seconds: float, now: datetime) -> list[Claim]:
-        due = or_(
-            and_(events.c.status.in_(PENDING), events.c.next_attempt_at <= now),
-            and_(events.c.status == "delivering", events.c.lease_expires_at < now),
-        )
+        # an expired lease comes back only through expire_leases(), which records the lost attempt
+        due = and_(events.c.status.in_(PENDING), events.c.next_attempt_at <= now)
         ids = (
             select(events.c.id)
             .where(due)

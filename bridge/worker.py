@@ -64,6 +64,9 @@ class Worker:
         self._lock = threading.Lock()
         self._in_flight: dict[str, Claim] = {}
         self._threads: list[threading.Thread] = []
+        # expired leases are looked for a few times per lease, not on every claim
+        self._sweep_every = min(5.0, lease_seconds / 4)
+        self._next_sweep = 0.0
 
     # --- the loop --------------------------------------------------------------------
 
@@ -105,7 +108,9 @@ class Worker:
             return 0
         try:
             now = utcnow()
-            self.store.expire_leases(now)
+            if time.monotonic() >= self._next_sweep:
+                self.store.expire_leases(now)
+                self._next_sweep = time.monotonic() + self._sweep_every
             claims = self.store.claim(self.owner, free, self.lease_seconds, now)
         except SQLAlchemyError as exc:
             log.warning("cannot claim events (database unavailable?): %s", type(exc).__name__)
