@@ -60,6 +60,22 @@ DEFAULT_SOURCES = (
 )
 
 
+# contract section 6: the keys of an event in the list, and in the detail
+SUMMARY_KEYS = {
+    "id",
+    "source",
+    "status",
+    "ticket_id",
+    "attempts",
+    "last_error",
+    "spp_request_id",
+    "received_at",
+    "delivered_at",
+    "next_attempt_at",
+}
+DETAIL_KEYS = SUMMARY_KEYS | {"ticket_request", "message", "request_id", "attempt_log"}
+
+
 def postgres_url() -> str | None:
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:

@@ -17,6 +17,8 @@ from tests.conftest import (
     ADMIN_TOKEN,
     API_SECRET,
     DEFAULT_SOURCES,
+    DETAIL_KEYS,
+    SUMMARY_KEYS,
     AppFactory,
     admin_headers,
     api_headers,
@@ -24,19 +26,6 @@ from tests.conftest import (
     deliver_all,
 )
 
-SUMMARY_KEYS = {
-    "id",
-    "source",
-    "status",
-    "ticket_id",
-    "attempts",
-    "last_error",
-    "spp_request_id",
-    "received_at",
-    "delivered_at",
-    "next_attempt_at",
-}
-DETAIL_KEYS = SUMMARY_KEYS | {"ticket_request", "message", "request_id", "attempt_log"}
 ATTEMPT_KEYS = {
     "number",
     "started_at",

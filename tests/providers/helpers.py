@@ -3,13 +3,19 @@ and read back the exact StoreTicketRequest SPP received."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug import Request
 from werkzeug.test import TestResponse
 
+from bridge.errors import BridgeError
+from bridge.providers import Provider
 from bridge.runtime import get_runtime
+from bridge.sources import Source
 from tests.conftest import deliver_all
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -33,3 +39,17 @@ def stored_event(app: Flask, event_id: str) -> dict[str, Any]:
     event = get_runtime(app).store.get_event(event_id)
     assert event is not None
     return event
+
+
+def verify_then_parse(provider: Provider, request: Request, source: Source, verify_as: Source | None = None) -> None:
+    """Verify, then parse even when unverified (as the preview does).
+
+    Only a BridgeError may come out, and a parsed message must be storable as JSON.
+    """
+    with contextlib.suppress(BridgeError):
+        provider.verify(request, verify_as or source)
+    try:
+        message = provider.parse(request, source)
+    except BridgeError:
+        return
+    json.dumps(message.to_dict())

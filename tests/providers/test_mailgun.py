@@ -7,7 +7,6 @@ are added at test time with ``KEY``, as Mailgun would with the account's HTTP we
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import io
@@ -22,16 +21,14 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
-from werkzeug import Request
 from werkzeug.test import EnvironBuilder, TestResponse
 
 from bridge.db import events
-from bridge.errors import BridgeError
 from bridge.providers import PROVIDERS
 from bridge.runtime import get_runtime
 from bridge.sources import Source
 from tests.conftest import CLIENTS, AppFactory
-from tests.providers.helpers import deliver, fixture, stored_event
+from tests.providers.helpers import deliver, fixture, stored_event, verify_then_parse
 
 KEY = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0"  # a test HTTP webhook signing key
 SOURCES = (
@@ -360,14 +357,6 @@ FIELD_VALUES = st.one_of(
 SOURCE = Source(name="support", kind="mailgun", secret=KEY)
 
 
-def verify_then_parse(request: Request) -> None:
-    """Both steps, each on its own (the preview parses unverified): a BridgeError is the only way out."""
-    provider = PROVIDERS["mailgun"]
-    for step in (provider.verify, provider.parse):
-        with contextlib.suppress(BridgeError):
-            step(request, SOURCE)
-
-
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     fields=st.dictionaries(FIELD_NAMES, FIELD_VALUES, max_size=8),
@@ -381,11 +370,11 @@ def test_no_input_raises_anything_but_a_bridge_error(
     data: dict[str, Any] = sign(fields, timestamp=timestamp) if signed else fields
     content_type = "multipart/form-data" if multipart else URLENCODED
     request = EnvironBuilder(method="POST", data=data, content_type=content_type).get_request()
-    verify_then_parse(request)
+    verify_then_parse(PROVIDERS["mailgun"], request, SOURCE)
 
 
 @settings(max_examples=100, deadline=None)
 @given(body=st.binary(max_size=300))
 def test_no_raw_body_raises_anything_but_a_bridge_error(body: bytes) -> None:
     request = EnvironBuilder(method="POST", data=body, content_type=URLENCODED).get_request()
-    verify_then_parse(request)
+    verify_then_parse(PROVIDERS["mailgun"], request, SOURCE)

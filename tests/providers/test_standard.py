@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 from werkzeug.test import EnvironBuilder
 
-from bridge.errors import BridgeError, ConfigError
+from bridge.errors import ConfigError
 from bridge.providers.standard import StandardWebhooksProvider
 from bridge.sources import Source
 from tests.conftest import CLIENTS
-from tests.providers.helpers import deliver, fixture, stored_event
+from tests.providers.helpers import deliver, fixture, stored_event, verify_then_parse
 
 SECRET = "whsec_c3RhbmRhcmQtd2ViaG9va3MtdGVzdC1rZXktMDAwMQ=="  # base64 of "standard-webhooks-test-key-0001"
 SOURCES = (
@@ -202,14 +202,7 @@ def test_verify_and_parse_raise_only_bridge_errors(value, raw: bytes, use_raw: b
     with contextlib.suppress(UnicodeDecodeError):
         headers = {**headers, **(signed_headers(body) if signed else {})}
     request = EnvironBuilder(method="POST", data=body, headers=headers, content_type="application/json").get_request()
-    provider = StandardWebhooksProvider()
-    with contextlib.suppress(BridgeError):
-        provider.verify(request, SOURCE)
-    try:
-        message = provider.parse(request, SOURCE)
-    except BridgeError:
-        return
-    json.dumps(message.to_dict())  # storable
+    verify_then_parse(StandardWebhooksProvider(), request, SOURCE)
 
 
 @pytest.mark.parametrize("msg_id", ["msg_\u00e9\u00ff", "m" * 300])

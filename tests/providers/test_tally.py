@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
@@ -16,11 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.test import EnvironBuilder
 
-from bridge.errors import BridgeError
 from bridge.providers.tally import TallyProvider
 from bridge.sources import Source
 from tests.conftest import CLIENTS
-from tests.providers.helpers import deliver, fixture, stored_event
+from tests.providers.helpers import deliver, fixture, stored_event, verify_then_parse
 
 SECRET = "tally-signing-secret-8d2e41"
 SOURCES = (
@@ -242,14 +240,7 @@ def test_parser_raises_only_bridge_errors(payload: dict, raw: bytes, use_raw: bo
     body = raw if use_raw else json.dumps(payload).encode()
     headers = {"Tally-Signature": sign(body)} if signed else {}
     request = EnvironBuilder(method="POST", data=body, headers=headers, content_type="application/json").get_request()
-    provider = TallyProvider()
-    with contextlib.suppress(BridgeError):
-        provider.verify(request, SOURCE)
-    try:
-        message = provider.parse(request, SOURCE)
-    except BridgeError:
-        return
-    json.dumps(message.to_dict())  # storable
+    verify_then_parse(TallyProvider(), request, SOURCE)
 
 
 @pytest.mark.parametrize("response_id", ["\udfff", "r\u0000", "r" * 300])
