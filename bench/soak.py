@@ -54,7 +54,8 @@ class Stack:
         flask = [str(BIN / "flask"), "--app", "wsgi", "bridge"]
         subprocess.run([*flask, "migrate"], cwd=ROOT, env=self.env, check=True, capture_output=True)
         self._spawn(
-            "sandbox", [*flask, "sandbox", "--port", str(self.spp_port), "--token", SPP_TOKEN, "--latency-ms", "50"]
+            "sandbox",
+            [*flask, "sandbox", "--port", str(self.spp_port), "--token", SPP_TOKEN, "--latency-ms", "50", "--quiet"],
         )
         gunicorn = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.web_port}"]
         self._spawn("web", [*gunicorn, "wsgi:app"])

@@ -114,11 +114,12 @@ def _failed_ids(source: str | None, since: datetime | None) -> list[str]:
 @click.option(
     "--fail-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share of requests answered 503."
 )
-def sandbox_command(host: str, port: int, token: str, latency_ms: int, fail_rate: float) -> None:
+@click.option("--quiet", is_flag=True, help="No log line per request (benchmarks).")
+def sandbox_command(host: str, port: int, token: str, latency_ms: int, fail_rate: float, quiet: bool) -> None:
     """Run the SPP simulator (the local run and the tests use it instead of a real workspace)."""
     from bridge.sandbox import serve
 
-    serve(host, port, token, latency_ms, fail_rate)
+    serve(host, port, token, latency_ms, fail_rate, quiet)
 
 
 @bridge_cli.command("check")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,8 +28,14 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.engine import Dialect
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows; SQLite's busy timeout still applies
+    fcntl = None  # type: ignore[assignment]
 
 metadata = MetaData(
     naming_convention={
@@ -55,6 +64,9 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+
+DUE_WHERE = text("status IN ('queued', 'retrying')")
+LEASED_WHERE = text("status = 'delivering'")
 
 events = Table(
     "events",
@@ -85,7 +97,10 @@ events = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("delivered_at", UTCDateTime()),
     UniqueConstraint("source", "dedupe_key"),
-    Index("ix_events_status_next_attempt_at", "status", "next_attempt_at"),
+    # what a worker claims next, in order (partial: only waiting events), and the leases to check.
+    # No index leads with status: SQLite's planner would take it for claims and sort every due event.
+    Index("ix_events_due", "next_attempt_at", sqlite_where=DUE_WHERE, postgresql_where=DUE_WHERE),
+    Index("ix_events_leases", "lease_expires_at", sqlite_where=LEASED_WHERE, postgresql_where=LEASED_WHERE),
 )
 
 attempts = Table(
@@ -158,3 +173,41 @@ def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class WriteLock:
+    """Writers to one SQLite file wait their turn here rather than in SQLite's busy handler.
+
+    SQLite lets one writer in at a time; the others sleep in its busy handler, whose sleeps
+    grow to 100 ms, so under a burst a few unlucky requests wait a second while others pass
+    them. Here a thread lock queues the threads of a process and ``flock`` on
+    ``<database>.lock`` queues the processes; the kernel wakes the next waiter as soon as
+    the lock is free and releases it when its holder dies. Nothing is held across network
+    calls: only the length of one write transaction. PostgreSQL needs none of this.
+    """
+
+    def __init__(self, database: str | None) -> None:
+        self.path = f"{database}.lock" if database and database != ":memory:" and fcntl else None
+        self._threads = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._threads:
+            if self.path is None:
+                yield
+                return
+            fd = self._file()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _file(self) -> int:
+        # opened per process: a descriptor inherited across fork() shares its lock with the parent
+        if self._fd is None or self._pid != os.getpid():
+            assert self.path is not None
+            self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+        return self._fd

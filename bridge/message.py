@@ -38,7 +38,10 @@ class InboundMessage:
     replay_token: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data for JSON; shallow (``fields`` is shared, not copied), as it is only serialized."""
+        data = {name: getattr(self, name) for name in _NAMES}
+        data["attachments"] = [asdict(a) for a in self.attachments]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InboundMessage:
@@ -46,3 +49,6 @@ class InboundMessage:
         known = {f.name for f in fields(cls)} - {"attachments"}
         attachments = [Attachment(**a) for a in data.get("attachments") or []]
         return cls(**{k: v for k, v in data.items() if k in known}, attachments=attachments)
+
+
+_NAMES = tuple(f.name for f in fields(InboundMessage))

@@ -387,9 +387,34 @@ class SandboxServer:
         self.stop()
 
 
-def serve(host: str, port: int, token: str, latency_ms: int, fail_rate: float) -> None:
-    """Serve a sandbox until Ctrl-C (``flask --app wsgi bridge sandbox``)."""
+def serve(host: str, port: int, token: str, latency_ms: int, fail_rate: float, quiet: bool = False) -> None:
+    """Serve a sandbox until Ctrl-C (``flask --app wsgi bridge sandbox``).
+
+    Under gunicorn (one process, since the tickets live in memory, and many threads, since
+    a slow sandbox holds one per request), which keeps connections alive as SPP's servers
+    do; werkzeug's server closes every connection, so each delivery would pay for a new one.
+    The tests' in-process :class:`SandboxServer` stays on werkzeug.
+    """
+    from gunicorn.app.base import BaseApplication
+
     sandbox = Sandbox(token=token, latency_ms=latency_ms, fail_rate=fail_rate)
-    server = make_server(host, port, sandbox.app(), threaded=True)
-    print(f"SPP sandbox on http://{host}:{server.port} (token: {token})", flush=True)
-    server.serve_forever()  # werkzeug's version returns on Ctrl-C and closes the socket
+    settings = {
+        "bind": f"{host}:{port}",
+        "workers": 1,
+        "worker_class": "gthread",
+        "threads": 64,
+        "keepalive": 75,
+        "accesslog": None if quiet else "-",
+        "control_socket_disable": True,
+    }
+
+    class SandboxApplication(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Flask:
+            return sandbox.app()
+
+    print(f"SPP sandbox on http://{host}:{port} (token: {token})", flush=True)
+    SandboxApplication().run()

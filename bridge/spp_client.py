@@ -7,6 +7,7 @@ request that may have reached SPP is only ever re-sent by a recorded decision.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,6 +61,14 @@ class SppClient:
         self.url = base_url.rstrip("/") + "/api/tickets"
         self.timeout = (connect_timeout, read_timeout)
         self.session = requests.Session()
+        # The environment is read once, here: with trust_env requests looks up proxies and
+        # ~/.netrc on every call (costlier than a local request), and a .netrc entry for the
+        # SPP host would replace our bearer token with basic auth.
+        self.session.trust_env = False
+        self.session.proxies.update(requests.utils.get_environ_proxies(self.url))
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            self.session.verify = bundle
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=Retry(total=0, read=False))
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)

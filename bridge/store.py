@@ -7,22 +7,38 @@ on PostgreSQL), and every state change of a claimed event is fenced by its lease
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from bridge.db import attempts, events, seen_tokens
+from bridge.db import WriteLock, attempts, events, seen_tokens
 from bridge.errors import StoreUnavailable
 
 NOTIFY_CHANNEL = "bridge_events"
 PENDING = ("queued", "retrying")
+# as literals, so that the database can use the partial indexes ix_events_due and ix_events_leases
+DUE = events.c.status.in_([literal_column("'queued'"), literal_column("'retrying'")])
+DELIVERING = events.c.status == literal_column("'delivering'")
 SUMMARY_COLUMNS = (
     events.c.id,
     events.c.source,
@@ -50,6 +66,18 @@ class NewEvent:
     ticket_request: dict[str, Any] | None
     last_error: str | None
     received_at: datetime
+
+
+@dataclass(frozen=True)
+class OneTimeToken:
+    """A value the sender's signature covers that must never come back with another message."""
+
+    value: str
+    ttl_seconds: float
+
+
+class ReplayedToken(Exception):
+    """The token was already used for a message with another dedupe key."""
 
 
 @dataclass
@@ -82,6 +110,48 @@ def _claim_fields(row: Any) -> dict[str, Any]:
     return {name: getattr(row, name) for name in names}
 
 
+def _claim_statement() -> Any:
+    """Lease up to :limit due events. The ids are picked in a CTE, which PostgreSQL runs once:
+    as ``WHERE id IN (subquery)`` its generic plan could run the LIMIT subquery again for
+    every row and lease far more than asked."""
+    due = and_(DUE, events.c.next_attempt_at <= bindparam("now"))
+    picked = (
+        select(events.c.id)
+        .where(due)
+        .order_by(events.c.next_attempt_at)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+    )
+    return (
+        update(events)
+        .where(events.c.id == picked.c.id, due)
+        .values(
+            status="delivering",
+            lease_owner=bindparam("owner"),
+            updated_at=bindparam("now"),
+            lease_expires_at=bindparam("lease_until"),
+            attempts=events.c.attempts + 1,
+        )
+        .returning(
+            events.c.id,
+            events.c.attempts,
+            events.c.ticket_request,
+            events.c.request_id,
+            events.c.source,
+            events.c.retry_window_start,
+            events.c.attempts_at_window_start,
+        )
+    )
+
+
+def _finish_statement(changes: dict[str, Any]) -> Any:
+    """UPDATE of a claimed event, fenced by its lease owner; values bound by column name."""
+    fence = and_(events.c.id == bindparam("b_id"), events.c.lease_owner == bindparam("b_owner"), DELIVERING)
+    values: dict[str, Any] = {name: bindparam(name) for name in (*changes, "updated_at")}
+    return update(events).where(fence).values(**values, lease_owner=None, lease_expires_at=None)
+
+
 @contextmanager
 def unavailable_as_503() -> Iterator[None]:
     try:
@@ -94,6 +164,32 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
+        self._write_lock = None if self.is_postgres else WriteLock(engine.url.database)
+        # built once: a statement built per call costs more than the insert itself
+        dialect_insert = postgresql.insert if self.is_postgres else sqlite.insert
+        self._insert_event = dialect_insert(events).on_conflict_do_nothing().returning(events.c.id)
+        self._insert_token = dialect_insert(seen_tokens).on_conflict_do_nothing()
+        self._find_event = select(events.c.id, events.c.status).where(
+            events.c.source == bindparam("source"), events.c.dedupe_key == bindparam("dedupe_key")
+        )
+        self._find_token = select(seen_tokens.c.dedupe_key).where(
+            seen_tokens.c.source == bindparam("source"), seen_tokens.c.token == bindparam("token")
+        )
+        self._notify = text("SELECT pg_notify(:c, '')").bindparams(c=NOTIFY_CHANNEL)
+        self._next_token_sweep = 0.0
+        self._claim_due = _claim_statement()
+        self._insert_attempt = insert(attempts)
+        self._finish_stmts: dict[frozenset[str], Any] = {}
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction (on SQLite, after this process's turn for the file's write lock)."""
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock.hold(), self.engine.begin() as conn:
+            yield conn
 
     def ping(self) -> None:
         with unavailable_as_503(), self.engine.connect() as conn:
@@ -101,9 +197,13 @@ class Store:
 
     # --- inbound -------------------------------------------------------------------
 
-    def add_event(self, new: NewEvent) -> tuple[str, str, bool]:
-        """Insert ``new`` unless its (source, dedupe key) exists; answer (id, status, created)."""
-        dialect_insert = postgresql.insert if self.is_postgres else sqlite.insert
+    def add_event(self, new: NewEvent, token: OneTimeToken | None = None) -> tuple[str, str, bool]:
+        """Insert ``new`` unless its (source, dedupe key) exists; answer (id, status, created).
+
+        With ``token`` (a signature's one-time value, e.g. Mailgun's), the token is recorded in
+        the same transaction, and :class:`ReplayedToken` is raised, with nothing stored, when it
+        was seen before with another dedupe key.
+        """
         row = {
             **new.__dict__,
             "search_text": search_text(new.message.get("name"), new.message.get("email"), new.message.get("subject")),
@@ -113,33 +213,27 @@ class Store:
             "updated_at": new.received_at,
             "next_attempt_at": new.received_at if new.status == "queued" else None,
         }
-        stmt = dialect_insert(events).values(row).on_conflict_do_nothing().returning(events.c.id)
-        with unavailable_as_503(), self.engine.begin() as conn:
-            created = conn.execute(stmt).scalar_one_or_none()
+        with unavailable_as_503(), self._writing() as conn:
+            if token is not None and not self._remember(conn, new, token):
+                raise ReplayedToken(token.value)
+            created = conn.execute(self._insert_event, row).scalar_one_or_none()
             if created is not None:
                 if self.is_postgres and new.status == "queued":
-                    conn.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})
+                    conn.execute(self._notify)
                 return created, new.status, True
-            first = conn.execute(
-                select(events.c.id, events.c.status).where(
-                    events.c.source == new.source, events.c.dedupe_key == new.dedupe_key
-                )
-            ).one()
+            first = conn.execute(self._find_event, {"source": new.source, "dedupe_key": new.dedupe_key}).one()
             return first.id, first.status, False
 
-    def remember_token(self, source: str, token: str, dedupe_key: str, now: datetime, ttl_seconds: float) -> bool:
-        """Record a one-time signature token; False when it was seen with another dedupe key."""
-        dialect_insert = postgresql.insert if self.is_postgres else sqlite.insert
-        row = {"source": source, "token": token[:255], "dedupe_key": dedupe_key, "seen_at": now}
-        with unavailable_as_503(), self.engine.begin() as conn:
-            conn.execute(delete(seen_tokens).where(seen_tokens.c.seen_at < now - timedelta(seconds=ttl_seconds)))
-            conn.execute(dialect_insert(seen_tokens).values(row).on_conflict_do_nothing())
-            first = conn.execute(
-                select(seen_tokens.c.dedupe_key).where(
-                    seen_tokens.c.source == source, seen_tokens.c.token == row["token"]
-                )
-            ).scalar_one()
-        return bool(first == dedupe_key)
+    def _remember(self, conn: Connection, new: NewEvent, token: OneTimeToken) -> bool:
+        """Record ``token``; False when it was seen with another dedupe key."""
+        now = new.received_at
+        if time.monotonic() >= self._next_token_sweep:  # forgetting old tokens can wait a minute
+            conn.execute(delete(seen_tokens).where(seen_tokens.c.seen_at < now - timedelta(seconds=token.ttl_seconds)))
+            self._next_token_sweep = time.monotonic() + 60
+        row = {"source": new.source, "token": token.value[:255], "dedupe_key": new.dedupe_key, "seen_at": now}
+        conn.execute(self._insert_token, row)
+        first = conn.execute(self._find_token, {"source": new.source, "token": row["token"]}).scalar_one()
+        return bool(first == new.dedupe_key)
 
     # --- reading ---------------------------------------------------------------------
 
@@ -211,11 +305,11 @@ class Store:
         """Hand the events of crashed workers back to the queue, recording the lost attempt."""
         stmt = (
             update(events)
-            .where(events.c.status == "delivering", events.c.lease_expires_at < now)
+            .where(DELIVERING, events.c.lease_expires_at < now)
             .values(status="retrying", next_attempt_at=now, lease_owner=None, lease_expires_at=None, updated_at=now)
             .returning(events.c.id, events.c.attempts)
         )
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             expired = conn.execute(stmt).all()
             for row in expired:
                 conn.execute(
@@ -232,55 +326,43 @@ class Store:
         return [row.id for row in expired]
 
     def claim(self, owner: str, limit: int, lease_seconds: float, now: datetime) -> list[Claim]:
-        # an expired lease comes back only through expire_leases(), which records the lost attempt
-        due = and_(events.c.status.in_(PENDING), events.c.next_attempt_at <= now)
-        ids = (
-            select(events.c.id)
-            .where(due)
-            .order_by(events.c.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        stmt = (
-            update(events)
-            .where(events.c.id.in_(ids.scalar_subquery()), due)
-            .values(
-                status="delivering",
-                lease_owner=owner,
-                updated_at=now,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                attempts=events.c.attempts + 1,
-            )
-            .returning(
-                events.c.id,
-                events.c.attempts,
-                events.c.ticket_request,
-                events.c.request_id,
-                events.c.source,
-                events.c.retry_window_start,
-                events.c.attempts_at_window_start,
-            )
-        )
-        with self.engine.begin() as conn:
-            rows = conn.execute(stmt).all()
-        return [Claim(owner=owner, attempt=r.attempts, event_id=r.id, **_claim_fields(r)) for r in rows]
+        """Lease up to ``limit`` due events, oldest due first."""
+        with self._writing() as conn:
+            return self._claim(conn, owner, limit, lease_seconds, now)
 
     def finish(self, claim: Claim, attempt: dict[str, Any], changes: dict[str, Any], now: datetime) -> bool:
         """Record one attempt and the event's new state; False if the lease was lost meanwhile."""
-        with self.engine.begin() as conn:
-            conn.execute(insert(attempts).values(event_id=claim.event_id, number=claim.attempt, **attempt))
-            result = conn.execute(
-                update(events)
-                .where(
-                    events.c.id == claim.event_id, events.c.lease_owner == claim.owner, events.c.status == "delivering"
-                )
-                .values(**changes, lease_owner=None, lease_expires_at=None, updated_at=now)
-            )
-            return result.rowcount == 1
+        with self._writing() as conn:
+            return self._finish(conn, claim, attempt, changes, now)
+
+    def finish_and_claim(
+        self, claim: Claim, attempt: dict[str, Any], changes: dict[str, Any], now: datetime, lease_seconds: float
+    ) -> tuple[bool, Claim | None]:
+        """:meth:`finish`, and lease the next due event in the same transaction (one commit a delivery)."""
+        with self._writing() as conn:
+            finished = self._finish(conn, claim, attempt, changes, now)
+            taken = self._claim(conn, claim.owner, 1, lease_seconds, now)
+        return finished, (taken[0] if taken else None)
+
+    def _claim(self, conn: Connection, owner: str, limit: int, lease_seconds: float, now: datetime) -> list[Claim]:
+        # an expired lease comes back only through expire_leases(), which records the lost attempt
+        params = {"owner": owner, "now": now, "limit": limit, "lease_until": now + timedelta(seconds=lease_seconds)}
+        rows = conn.execute(self._claim_due, params).all()
+        return [Claim(owner=owner, attempt=r.attempts, event_id=r.id, **_claim_fields(r)) for r in rows]
+
+    def _finish(
+        self, conn: Connection, claim: Claim, attempt: dict[str, Any], changes: dict[str, Any], now: datetime
+    ) -> bool:
+        conn.execute(self._insert_attempt, {**attempt, "event_id": claim.event_id, "number": claim.attempt})
+        stmt = self._finish_stmts.get(frozenset(changes))
+        if stmt is None:  # one statement per set of changed columns, built once
+            stmt = self._finish_stmts.setdefault(frozenset(changes), _finish_statement(changes))
+        params = {**changes, "b_id": claim.event_id, "b_owner": claim.owner, "updated_at": now}
+        return conn.execute(stmt, params).rowcount == 1
 
     def release(self, claim: Claim, now: datetime) -> None:
         """Give back a claim that was never sent (shutdown before the request left)."""
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(
                 update(events)
                 .where(events.c.id == claim.event_id, events.c.lease_owner == claim.owner)
@@ -308,7 +390,7 @@ class Store:
             **changes,
         }
         stmt = update(events).where(events.c.id == event_id, events.c.status.in_(from_statuses)).values(values)
-        with unavailable_as_503(), self.engine.begin() as conn:
+        with unavailable_as_503(), self._writing() as conn:
             changed = conn.execute(stmt).rowcount == 1
             if changed and self.is_postgres and values["status"] == "queued":
                 conn.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})

@@ -100,18 +100,18 @@ class Worker:
         self._shutdown()
 
     def _claim_due(self) -> int:
-        with self._lock:
-            free = self.concurrency - len(self._in_flight)
-        if free <= 0:
-            self.wake.wait(self.poll_seconds)
-            self.wake.clear()
-            return 0
+        """Claim events for idle delivery threads (busy ones take their next event themselves)."""
         try:
-            now = utcnow()
             if time.monotonic() >= self._next_sweep:
-                self.store.expire_leases(now)
+                self.store.expire_leases(utcnow())
                 self._next_sweep = time.monotonic() + self._sweep_every
-            claims = self.store.claim(self.owner, free, self.lease_seconds, now)
+            with self._lock:
+                free = self.concurrency - len(self._in_flight)
+            if free <= 0:
+                self.wake.wait(self.poll_seconds)
+                self.wake.clear()
+                return 0
+            claims = self.store.claim(self.owner, free, self.lease_seconds, utcnow())
         except SQLAlchemyError as exc:
             log.warning("cannot claim events (database unavailable?): %s", type(exc).__name__)
             self.stopping.wait(min(5.0, self.poll_seconds * 4))
@@ -133,23 +133,28 @@ class Worker:
             self._threads.append(thread)
 
     def _deliver_loop(self) -> None:
-        while True:
-            claim = self._inbox.get()
-            if claim is None:
-                return
+        claim = self._inbox.get()
+        while claim is not None:
+            taken = None
             try:
-                self.deliver(claim)
+                taken = self.deliver(claim)
             except Exception:  # a bug must not kill the thread; the lease expiry recovers the event
                 log.exception("delivery of %s crashed", claim.event_id, extra=_extra(claim))
-            finally:
-                with self._lock:
-                    self._in_flight.pop(claim.event_id, None)
+            with self._lock:  # swapped in one step, so the claiming loop never sees a free slot here
+                self._in_flight.pop(claim.event_id, None)
+                if taken is not None:
+                    self._in_flight[taken.event_id] = taken
+            if taken is None:
                 self.wake.set()
+                claim = self._inbox.get()
+            else:
+                claim = taken
 
-    def deliver(self, claim: Claim) -> None:
+    def deliver(self, claim: Claim) -> Claim | None:
+        """Send one claimed event and record the outcome; answer the next event this thread leased."""
         if self.stopping.is_set():
             self.store.release(claim, utcnow())
-            return
+            return None
         outcome = self.client.create_ticket(claim.ticket_request, claim.request_id)
         now = utcnow()
         decision = decide(self.policy, outcome, claim.attempt_in_window, claim.retry_window_start, now)
@@ -175,24 +180,29 @@ class Worker:
                 "ticket_id": outcome.ticket_id,
             },
         )
-        self._record(claim, outcome, decision, now)
+        return self._record(claim, outcome, decision, now)
 
-    def _record(self, claim: Claim, outcome: Outcome, decision: Decision, now: datetime) -> None:
-        """Write the attempt; keep trying while the database is away, since SPP may hold a ticket."""
+    def _record(self, claim: Claim, outcome: Outcome, decision: Decision, now: datetime) -> Claim | None:
+        """Write the attempt and lease the next due event in the same transaction (none when
+        stopping); keep trying while the database is away, since SPP may hold a ticket."""
         attempt = attempt_row(outcome, now)
         changes = event_changes(outcome, decision, now)
         delay, give_up_at = 0.5, None
         while True:
             try:
-                if not self.store.finish(claim, attempt, changes, now):
+                if self.stopping.is_set():
+                    finished, taken = self.store.finish(claim, attempt, changes, now), None
+                else:
+                    finished, taken = self.store.finish_and_claim(claim, attempt, changes, now, self.lease_seconds)
+                if not finished:
                     log.warning("lease on %s was lost; attempt recorded only", claim.event_id, extra=_extra(claim))
-                return
+                return taken
             except SQLAlchemyError as exc:
                 if self.stopping.is_set():
                     give_up_at = give_up_at or time.monotonic() + self.grace_seconds
                     if time.monotonic() > give_up_at:  # the lease expiry hands the event on, as ambiguous
                         log.error("could not record attempt for %s: %s", claim.event_id, exc, extra=_extra(claim))
-                        return
+                        return None
                 log.warning("database unavailable recording %s; retrying", claim.event_id, extra=_extra(claim))
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)

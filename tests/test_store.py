@@ -1,11 +1,14 @@
-"""Store queries the admin surfaces use: search by sender or subject, newest event per source."""
+"""Store queries: search by sender or subject, newest event per source, claims and the SQLite write lock."""
 
 from __future__ import annotations
 
+import threading
 import time
+from datetime import UTC, datetime
 
 from flask import Flask
 
+from bridge.db import WriteLock
 from bridge.runtime import Runtime
 from tests.conftest import api_headers
 
@@ -42,3 +45,57 @@ def test_latest_event_per_source(app: Flask, runtime: Runtime) -> None:
     latest = runtime.store.latest_by_source()
     assert {s: e["id"] for s, e in latest.items()} == {"api": second, "open": other}
     assert latest["api"]["status"] == "queued"
+
+
+def test_claims_take_exactly_the_limit_oldest_first(app: Flask, runtime: Runtime) -> None:
+    """Repeated many times so PostgreSQL switches to a prepared, generic plan: with the LIMIT
+    subquery inside ``WHERE id IN (...)`` such a plan leased every due event at once."""
+    ids = [post(app, "api", email=f"c{n}@example.com", subject=f"claim {n}") for n in range(16)]
+    now = datetime.now(UTC)
+    taken = []
+    for limit in (1, 1, 2, 1, 1, 1, 1, 1, 1, 1, 3):
+        claims = runtime.store.claim("test-worker", limit, 60, now)
+        assert len(claims) == limit
+        taken += [c.event_id for c in claims]
+    assert taken == ids[:14]
+    assert runtime.store.count_by_status() == {"delivering": 14, "queued": 2}
+
+
+def test_finish_and_claim_records_one_event_and_leases_the_next(app: Flask, runtime: Runtime) -> None:
+    first, second = post(app, "api", subject="one"), post(app, "api", subject="two")
+    now = datetime.now(UTC)
+    [claim] = runtime.store.claim("test-worker", 1, 60, now)
+    attempt = {"started_at": now, "duration_ms": 5, "outcome": "delivered", "http_status": 201, "ticket_id": 7}
+    changes = {"status": "delivered", "ticket_id": 7, "delivered_at": now, "next_attempt_at": None, "last_error": None}
+    finished, taken = runtime.store.finish_and_claim(claim, attempt, changes, now, 60)
+    assert (claim.event_id, finished) == (first, True)
+    assert taken is not None and taken.event_id == second and taken.attempt == 1
+    assert runtime.store.get_event(first)["ticket_id"] == 7  # type: ignore[index]
+    assert runtime.store.count_by_status() == {"delivered": 1, "delivering": 1}
+    assert [a["number"] for a in runtime.store.list_attempts(first)] == [1]
+
+
+def test_write_lock_lets_one_holder_in_at_a_time(tmp_path) -> None:
+    """Threads of one process and, through flock, processes (each opens the lock file itself)."""
+    lock = WriteLock(str(tmp_path / "bridge.db"))
+    inside, most, rounds = 0, 0, 200
+    guard = threading.Lock()
+
+    def hold() -> None:
+        nonlocal inside, most
+        for _ in range(rounds):
+            with lock.hold():
+                with guard:
+                    inside += 1
+                    most = max(most, inside)
+                time.sleep(0)
+                with guard:
+                    inside -= 1
+
+    threads = [threading.Thread(target=hold) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most == 1
+    assert (tmp_path / "bridge.db.lock").exists()

@@ -17,7 +17,7 @@ from bridge.metrics import ACCEPTED, DUPLICATES
 from bridge.providers import PROVIDERS, Provider
 from bridge.runtime import Runtime, get_runtime
 from bridge.sources import Source
-from bridge.store import NewEvent
+from bridge.store import NewEvent, OneTimeToken, ReplayedToken
 from bridge.tickets import build_ticket_request
 
 hooks = Blueprint("hooks", __name__)
@@ -71,11 +71,10 @@ def receive(source_name: str) -> Response:
     source = find_source(runtime, source_name)
     provider = PROVIDERS[source.kind]
     message = read_message(source, request)
-    if message.replay_token and not runtime.store.remember_token(
-        source.name, message.replay_token, message.dedupe_key, datetime.now(UTC), provider.token_ttl_seconds
-    ):
-        raise Unauthorized("this signature was already used for another message (replayed request)")
-    event_id, status, created = _store(runtime, source, provider, message)
+    try:
+        event_id, status, created = _store(runtime, source, provider, message)
+    except ReplayedToken:
+        raise Unauthorized("this signature was already used for another message (replayed request)") from None
     if created and status == "queued":
         runtime.wake.set()
     if created:
@@ -109,7 +108,8 @@ def _store(runtime: Runtime, source: Source, provider: Provider, message: Inboun
         last_error=last_error,
         received_at=received_at,
     )
-    return runtime.store.add_event(new)
+    token = OneTimeToken(message.replay_token, provider.token_ttl_seconds) if message.replay_token else None
+    return runtime.store.add_event(new, token)
 
 
 def raw_request(provider: Provider, source: Source) -> dict[str, Any]:

@@ -92,7 +92,7 @@ class CloudMailinProvider(BasicAuth, Provider):
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         data = self.json_object(request)
-        posted = self.load(NormalizedSchema(), data)
+        posted = self.load(NormalizedSchema, data)
         email = normalized_email(posted)
         return email_message(
             email,

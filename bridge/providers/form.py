@@ -32,7 +32,7 @@ class FormProvider(TokenAuth, Provider):
         ]
         if not data and not files:
             raise RejectedPayload("the form has no fields", status=self.reject_status)
-        picked = self.load(SubmittedMessageSchema(), pick_message_fields(data, source))
+        picked = self.load(SubmittedMessageSchema, pick_message_fields(data, source))
         return InboundMessage(
             dedupe_key=body_hash(request),
             fields=data,

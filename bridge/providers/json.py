@@ -18,7 +18,7 @@ class JsonProvider(TokenAuth, Provider):
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         data = self.json_object(request)
-        picked = self.load(SubmittedMessageSchema(), pick_message_fields(data, source))
+        picked = self.load(SubmittedMessageSchema, pick_message_fields(data, source))
         return InboundMessage(dedupe_key=self.dedupe_key(request), fields=data, **picked)
 
     def dedupe_key(self, request: Request) -> str:

@@ -28,7 +28,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 
 from bridge.errors import RejectedPayload, Unauthorized
 from bridge.message import Attachment, InboundMessage
-from bridge.providers.base import Provider, body_hash, bounded_key, upload_size
+from bridge.providers.base import Provider, body_hash, bounded_key, schema_instance, upload_size
 from bridge.providers.mime import (
     ParsedEmail,
     auto_reply_reason,
@@ -108,7 +108,7 @@ class MailgunProvider(Provider):
         # the signature travels inside the form, so the body must be a form before it can be read
         self.check_content_type(request)
         try:
-            auth = SignatureSchema().load(request.form.to_dict())
+            auth = schema_instance(SignatureSchema).load(request.form.to_dict())
         except ValidationError:
             raise Unauthorized(
                 "missing or malformed timestamp, token or signature field (a mailgun source takes the "
@@ -121,7 +121,7 @@ class MailgunProvider(Provider):
         check_fresh(float(auth["timestamp"]), time.time())
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
-        posted = self.load(ForwardSchema(), request.form.to_dict())
+        posted = self.load(ForwardSchema, request.form.to_dict())
         raw = raw_mime(request)
         email = parse_rfc822(raw) if raw is not None else parsed_email(request, posted)
         address = email.from_email or sender(posted["sender"] or "")[1]

@@ -22,8 +22,6 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
-from inscriptis import get_text
-
 from bridge.errors import BadPayload, RejectedPayload
 from bridge.message import Attachment, InboundMessage
 from bridge.providers.base import bounded_key
@@ -155,6 +153,8 @@ def decode_bytes(payload: bytes, declared: str | None = None) -> str:
 
 def html_to_text(html: str) -> str:
     """Readable text from HTML mail (inscriptis keeps lists, tables and paragraphs apart)."""
+    from inscriptis import get_text  # here, not above: it costs the delivery worker 4 MB it never uses
+
     try:
         return str(get_text(html)).strip()
     except Exception:  # inscriptis/lxml on hostile markup: fall back to stripping tags

@@ -101,7 +101,7 @@ class PostmarkProvider(BasicAuth, Provider):
                 "point only the inbound stream's webhook at this URL",
                 status=self.reject_status,
             )
-        post = self.load(PostmarkInboundSchema(), data)
+        post = self.load(PostmarkInboundSchema, data)
         headers = mime.header_dict((h["Name"], h["Value"] or "") for h in post["Headers"] or [])
         name, email = _sender(post)
         discard = mime.auto_reply_reason({**headers, "from": email or ""})

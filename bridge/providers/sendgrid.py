@@ -23,11 +23,8 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validates_schema
 from werkzeug import Request
 from werkzeug.datastructures import Headers
@@ -48,6 +45,9 @@ from bridge.providers.mime import (
     sender,
 )
 from bridge.sources import Source
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 log = logging.getLogger("bridge.providers.sendgrid")
 
@@ -127,7 +127,7 @@ class SendGridProvider(BasicAuth, Provider):
     def parse(self, request: Request, source: Source) -> InboundMessage:
         parts = read_parts(request)
         texts = {p.name: p for p in parts if p.filename is None}
-        posted = self.load(ParseFormSchema(), {name: decode_bytes(p.data) for name, p in texts.items()})
+        posted = self.load(ParseFormSchema, {name: decode_bytes(p.data) for name, p in texts.items()})
         values = field_values(texts, posted["charsets"])
         if "email" in texts:
             email = parse_rfc822(texts["email"].data)
@@ -154,6 +154,10 @@ def verify_signature(request: Request, key_text: str, now: float) -> None:
         raise Unauthorized(f"{TIMESTAMP_HEADER} is not a Unix timestamp")
     if abs(now - int(timestamp)) > MAX_SKEW_SECONDS:
         raise Unauthorized("stale timestamp: the signature is more than 5 minutes old (or ahead of this clock)")
+    from cryptography.exceptions import InvalidSignature  # see load_verification_key
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         key = load_verification_key(key_text)
     except ValueError:
@@ -169,6 +173,12 @@ def verify_signature(request: Request, key_text: str, now: float) -> None:
 @functools.lru_cache(maxsize=32)
 def load_verification_key(text: str) -> ec.EllipticCurvePublicKey:
     """SendGrid shows the key as base64 DER (no PEM armour); PEM is accepted too."""
+    # imported here: only sources with a verification_key need cryptography, which costs
+    # every process that loads the app (the delivery worker too) about 8 MB
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         if "-----BEGIN" in text:
             key = serialization.load_pem_public_key(text.strip().encode())

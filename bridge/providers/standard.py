@@ -57,7 +57,7 @@ class StandardWebhooksProvider(Provider):
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         data = self.json_object(request)
-        picked = self.load(SubmittedMessageSchema(), _pick(data, source))
+        picked = self.load(SubmittedMessageSchema, _pick(data, source))
         webhook_id = request.headers.get("webhook-id", "").strip()
         if not picked.get("subject") and isinstance(data.get("type"), str) and data["type"].strip():
             picked["subject"] = f"{data['type'].strip()} event"

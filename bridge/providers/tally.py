@@ -69,7 +69,7 @@ class TallyProvider(BodyHmacAuth, Provider):
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         data = self.json_object(request)
-        payload = self.load(TallyPayloadSchema(), data)["data"]
+        payload = self.load(TallyPayloadSchema, data)["data"]
         questions = _without_checkbox_options(payload.get("questions") or [])
         answers = [answer for answer in map(_answer, questions) if not _is_empty(answer.value)]
         attachments = [a for q in questions if q["type"] in FILE_TYPES for a in _attachments(q["value"])]

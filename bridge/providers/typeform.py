@@ -78,7 +78,7 @@ class TypeformProvider(BodyHmacAuth, Provider):
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         data = self.json_object(request)
-        payload = self.load(TypeformPayloadSchema(), data)
+        payload = self.load(TypeformPayloadSchema, data)
         response = payload["form_response"]
         definition = response["definition"]
         answers = [*_answers(response["answers"], definition.get("questions") or []), *_hidden(response["hidden"])]
