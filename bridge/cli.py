@@ -10,10 +10,12 @@ from datetime import UTC, datetime
 import click
 from flask.cli import AppGroup
 
+from bridge.db import make_engine
 from bridge.errors import BridgeError, ConfigError
 from bridge.providers import PROVIDERS
 from bridge.replay import replay_event
 from bridge.runtime import get_runtime
+from bridge.store import Store
 
 bridge_cli = AppGroup("bridge", help="spp-ticket-bridge commands.")
 log = logging.getLogger("bridge.cli")
@@ -51,7 +53,7 @@ def worker_command() -> None:
         fail(str(exc))
     s = runtime.settings
     worker = Worker(
-        runtime.store,
+        _worker_store(runtime.store, s.delivery_concurrency),
         client,
         runtime.retry_policy(),
         concurrency=s.delivery_concurrency,
@@ -65,6 +67,16 @@ def worker_command() -> None:
         url = runtime.store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         NotifyListener(url, runtime.wake, worker.stopping).start()
     worker.run()
+
+
+def _worker_store(store: Store, concurrency: int) -> Store:
+    """The web's store without the per-checkout ping: the worker retries whatever meets a dropped
+    connection (claims on the next loop, results until written), so the ping, one round trip per
+    transaction, would only slow every delivery down."""
+    if not store.is_postgres:
+        return store
+    url = store.engine.url.render_as_string(hide_password=False)
+    return Store(make_engine(url, concurrency + 4, pre_ping=False))
 
 
 @bridge_cli.command("replay")

@@ -142,14 +142,16 @@ def normalize_url(url: str, instance_path: str) -> str:
     return url
 
 
-def make_engine(url: str, pool_size: int = 5) -> Engine:
+def make_engine(url: str, pool_size: int = 5, pre_ping: bool = True) -> Engine:
+    """``pre_ping`` tests each pooled PostgreSQL connection before use (one round trip): the web
+    process needs it, since a statement that meets a dropped connection there is a 503."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
         _sqlite_setup(engine)
         return engine
     return create_engine(
         url,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=5,

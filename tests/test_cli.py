@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import inspect, text, update
@@ -28,6 +29,7 @@ from tests.conftest import (
     bridge_env,
     deliver_all,
 )
+from tests.helpers import flask_cmd, free_port, start_process, wait_for
 
 NO_DEFAULT_USER = """
 sources:
@@ -246,6 +248,43 @@ def _run_flask(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedPr
         text=True,
         timeout=60,
     )
+
+
+def test_sandbox_command_keeps_connections_alive(tmp_path: Path) -> None:
+    """The command serves under gunicorn, so a session reuses one connection as with a real SPP."""
+    sources = tmp_path / "sources.yml"
+    sources.write_text(DEFAULT_SOURCES)
+    port = free_port()
+    env = {"BRIDGE_SOURCES_FILE": str(sources), "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    args = flask_cmd("sandbox", "--port", str(port), "--token", "t", "--quiet")
+    proc = start_process(args, env, tmp_path / "sandbox.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(url), timeout=30)
+        with requests.Session() as session:
+            answers = [
+                session.post(f"{url}/api/tickets", json={"user_id": 1, "subject": f"n{n}"}, headers=_SANDBOX_AUTH)
+                for n in range(3)
+            ]
+            pools = session.get_adapter(url).poolmanager.pools
+            opened = sum(pools[key].num_connections for key in pools.keys())  # noqa: SIM118 (no __iter__)
+            assert [(a.status_code, a.json()["id"]) for a in answers] == [(201, 1), (201, 2), (201, 3)]
+            assert {a.headers["Connection"] for a in answers} == {"keep-alive"}
+            assert opened == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    assert "POST /api/tickets" not in (tmp_path / "sandbox.log").read_text()  # --quiet
+
+
+_SANDBOX_AUTH = {"Authorization": "Bearer t"}
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def test_check_with_a_broken_sources_file_prints_one_line(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -10,7 +12,7 @@ from flask import Flask
 
 from bridge.db import WriteLock
 from bridge.runtime import Runtime
-from tests.conftest import api_headers
+from tests.conftest import ROOT, api_headers
 
 
 def post(app: Flask, source: str, **body: str) -> str:
@@ -75,8 +77,7 @@ def test_finish_and_claim_records_one_event_and_leases_the_next(app: Flask, runt
     assert [a["number"] for a in runtime.store.list_attempts(first)] == [1]
 
 
-def test_write_lock_lets_one_holder_in_at_a_time(tmp_path) -> None:
-    """Threads of one process and, through flock, processes (each opens the lock file itself)."""
+def test_write_lock_lets_one_thread_in_at_a_time(tmp_path) -> None:
     lock = WriteLock(str(tmp_path / "bridge.db"))
     inside, most, rounds = 0, 0, 200
     guard = threading.Lock()
@@ -99,3 +100,26 @@ def test_write_lock_lets_one_holder_in_at_a_time(tmp_path) -> None:
         t.join()
     assert most == 1
     assert (tmp_path / "bridge.db.lock").exists()
+
+
+_COUNT_UNDER_LOCK = """
+import sys, time
+from pathlib import Path
+from bridge.db import WriteLock
+lock, counter = WriteLock(sys.argv[1]), Path(sys.argv[2])
+for _ in range(300):
+    with lock.hold():
+        value = int(counter.read_text())
+        time.sleep(0.0002)  # a read-modify-write that others would interleave with
+        counter.write_text(str(value + 1))
+"""
+
+
+def test_write_lock_queues_processes(tmp_path) -> None:
+    """Three processes increment one counter file under the lock: no increment is lost."""
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    args = [sys.executable, "-c", _COUNT_UNDER_LOCK, str(tmp_path / "bridge.db"), str(counter)]
+    procs = [subprocess.Popen(args, cwd=ROOT) for _ in range(3)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
+    assert counter.read_text() == "900"
