@@ -44,28 +44,14 @@ def migrate_command() -> None:
 @bridge_cli.command("worker")
 def worker_command() -> None:
     """Deliver queued events to SPP until SIGTERM or Ctrl-C."""
-    from bridge.worker import NotifyListener, Worker
-
     runtime = get_runtime()
     try:
-        client = runtime.spp_client()
+        worker = runtime.worker(_worker_store(runtime.store, runtime.settings.delivery_concurrency))
     except ConfigError as exc:
         fail(str(exc))
-    s = runtime.settings
-    worker = Worker(
-        _worker_store(runtime.store, s.delivery_concurrency),
-        client,
-        runtime.retry_policy(),
-        concurrency=s.delivery_concurrency,
-        lease_seconds=s.lease_seconds,
-        poll_seconds=s.poll_seconds,
-        wake=runtime.wake,
-    )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stop())
-    if runtime.store.is_postgres:
-        url = runtime.store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        NotifyListener(url, runtime.wake, worker.stopping).start()
+    runtime.listen_for_events(worker)
     worker.run()
 
 

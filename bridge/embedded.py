@@ -7,7 +7,7 @@ import threading
 from flask import Flask
 
 from bridge.runtime import get_runtime
-from bridge.worker import NotifyListener, Worker
+from bridge.worker import Worker
 
 _worker: Worker | None = None
 _thread: threading.Thread | None = None
@@ -19,21 +19,10 @@ def start_embedded_worker(app: Flask) -> Worker:
     if _worker is not None:
         return _worker
     runtime = get_runtime(app)
-    s = runtime.settings
-    _worker = Worker(
-        runtime.store,
-        runtime.spp_client(),
-        runtime.retry_policy(),
-        concurrency=s.delivery_concurrency,
-        lease_seconds=s.lease_seconds,
-        poll_seconds=s.poll_seconds,
-        wake=runtime.wake,
-    )
+    _worker = runtime.worker()
     _thread = threading.Thread(target=_worker.run, name="embedded-worker", daemon=True)
     _thread.start()
-    if runtime.store.is_postgres:  # wake on events accepted by other web processes too
-        url = runtime.store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        NotifyListener(url, runtime.wake, _worker.stopping).start()
+    runtime.listen_for_events(_worker)  # events accepted by the other web processes too
     return _worker
 
 

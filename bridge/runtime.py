@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import Flask, current_app
 
@@ -11,6 +12,7 @@ from bridge.retry import RetryPolicy
 from bridge.sources import SourcesConfig
 from bridge.spp_client import SppClient
 from bridge.store import Store
+from bridge.worker import NotifyListener, Worker
 from config.settings import Settings
 
 
@@ -41,6 +43,28 @@ class Runtime:
             read_timeout=s.spp_read_timeout,
             pool_size=s.delivery_concurrency,
         )
+
+    def worker(self, store: Store | None = None, **overrides: Any) -> Worker:
+        """A delivery worker with this bridge's settings, woken by its web layer.
+
+        ``store`` replaces the web's (the ``worker`` process's own engine); ``overrides`` are
+        Worker options (tests poll faster). Raises ConfigError when SPP is not configured.
+        """
+        s = self.settings
+        options = {
+            "concurrency": s.delivery_concurrency,
+            "lease_seconds": s.lease_seconds,
+            "poll_seconds": s.poll_seconds,
+            "wake": self.wake,
+            **overrides,
+        }
+        return Worker(store or self.store, self.spp_client(), self.retry_policy(), **options)
+
+    def listen_for_events(self, worker: Worker) -> None:
+        """On PostgreSQL, wake ``worker`` on every NOTIFY of a new event, from any process."""
+        if self.store.is_postgres:
+            url = self.store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            NotifyListener(url, self.wake, worker.stopping).start()
 
 
 def get_runtime(app: Flask | None = None) -> Runtime:

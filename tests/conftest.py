@@ -190,16 +190,7 @@ def runtime(app: Flask) -> Runtime:
 
 def deliver_all(runtime: Runtime, timeout: float = 20.0, **kwargs: Any) -> Worker:
     """Run an in-process worker until nothing is due."""
-    s = runtime.settings
-    worker = Worker(
-        runtime.store,
-        runtime.spp_client(),
-        runtime.retry_policy(),
-        concurrency=kwargs.pop("concurrency", s.delivery_concurrency),
-        lease_seconds=s.lease_seconds,
-        poll_seconds=0.05,
-        **kwargs,
-    )
+    worker = runtime.worker(poll_seconds=0.05, **kwargs)
     worker.run_until_idle(timeout)
     return worker
 

@@ -69,10 +69,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def worker(runtime: Runtime) -> Iterator[Worker]:
     """A delivery worker in a thread, woken by the web layer like the embedded one."""
-    s = runtime.settings
-    running = Worker(
-        runtime.store, runtime.spp_client(), runtime.retry_policy(), lease_seconds=s.lease_seconds, wake=runtime.wake
-    )
+    running = runtime.worker(poll_seconds=0.5)
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
     yield running

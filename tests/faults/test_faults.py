@@ -211,16 +211,7 @@ def check_nothing_lost_nothing_doubled(summary: dict[str, Any]) -> None:
 @contextmanager
 def worker_thread(runtime: Runtime) -> Iterator[Worker]:
     """The worker the ``worker`` process runs, in a thread, woken by this app's hooks."""
-    s = runtime.settings
-    worker = Worker(
-        runtime.store,
-        runtime.spp_client(),
-        runtime.retry_policy(),
-        concurrency=s.delivery_concurrency,
-        lease_seconds=s.lease_seconds,
-        poll_seconds=0.05,
-        wake=runtime.wake,
-    )
+    worker = runtime.worker(poll_seconds=0.05)
     thread = threading.Thread(target=worker.run, name="fault-worker", daemon=True)
     thread.start()
     try:
