@@ -65,6 +65,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# conditions of the partial indexes below; the store's queries use these very clauses
 DUE_WHERE = text("status IN ('queued', 'retrying')")
 LEASED_WHERE = text("status = 'delivering'")
 

@@ -22,7 +22,6 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    literal_column,
     select,
     text,
     update,
@@ -31,14 +30,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from bridge.db import WriteLock, attempts, events, seen_tokens
+from bridge.db import DUE_WHERE, LEASED_WHERE, WriteLock, attempts, events, seen_tokens
 from bridge.errors import StoreUnavailable
 
 NOTIFY_CHANNEL = "bridge_events"
 PENDING = ("queued", "retrying")
-# as literals, so that the database can use the partial indexes ix_events_due and ix_events_leases
-DUE = events.c.status.in_([literal_column("'queued'"), literal_column("'retrying'")])
-DELIVERING = events.c.status == literal_column("'delivering'")
 SUMMARY_COLUMNS = (
     events.c.id,
     events.c.source,
@@ -114,7 +110,7 @@ def _claim_statement() -> Any:
     """Lease up to :limit due events. The ids are picked in a CTE, which PostgreSQL runs once:
     as ``WHERE id IN (subquery)`` its generic plan could run the LIMIT subquery again for
     every row and lease far more than asked."""
-    due = and_(DUE, events.c.next_attempt_at <= bindparam("now"))
+    due = and_(DUE_WHERE, events.c.next_attempt_at <= bindparam("now"))
     picked = (
         select(events.c.id)
         .where(due)
@@ -147,7 +143,7 @@ def _claim_statement() -> Any:
 
 def _finish_statement(changes: dict[str, Any]) -> Any:
     """UPDATE of a claimed event, fenced by its lease owner; values bound by column name."""
-    fence = and_(events.c.id == bindparam("b_id"), events.c.lease_owner == bindparam("b_owner"), DELIVERING)
+    fence = and_(events.c.id == bindparam("b_id"), events.c.lease_owner == bindparam("b_owner"), LEASED_WHERE)
     values: dict[str, Any] = {name: bindparam(name) for name in (*changes, "updated_at")}
     return update(events).where(fence).values(**values, lease_owner=None, lease_expires_at=None)
 
@@ -305,7 +301,7 @@ class Store:
         """Hand the events of crashed workers back to the queue, recording the lost attempt."""
         stmt = (
             update(events)
-            .where(DELIVERING, events.c.lease_expires_at < now)
+            .where(LEASED_WHERE, events.c.lease_expires_at < now)
             .values(status="retrying", next_attempt_at=now, lease_owner=None, lease_expires_at=None, updated_at=now)
             .returning(events.c.id, events.c.attempts)
         )
