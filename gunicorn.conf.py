@@ -14,13 +14,14 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="bridg
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-worker_class = "gthread"
+worker_class = "bridge.gunicorn_worker.BalancedThreadWorker"  # gthread that leaves new connections to idle workers
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
-accesslog = "-"
+# no access log of gunicorn's own: the app writes one line per request (bridge/http/__init__.py),
+# in BRIDGE_LOG_FORMAT, with the request and event ids
+accesslog = None
 control_socket_disable = True  # one shared path per machine would clash between instances
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms req=%({x-request-id}o)s'
 
 
 def on_starting(server: Any) -> None:

@@ -197,16 +197,25 @@ class WriteLock:
 
     @contextmanager
     def hold(self) -> Iterator[None]:
-        with self._threads:
-            if self.path is None:
-                yield
-                return
-            fd = self._file()
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        with self.threads_turn(), self.process_turn():
+            yield
+
+    def threads_turn(self) -> threading.Lock:
+        """This process's turn: the first half of :meth:`hold`."""
+        return self._threads
+
+    @contextmanager
+    def process_turn(self) -> Iterator[None]:
+        """The file's turn among processes: the second half of :meth:`hold`."""
+        if self.path is None:
+            yield
+            return
+        fd = self._file()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _file(self) -> int:
         # opened per process: a descriptor inherited across fork() shares its lock with the parent

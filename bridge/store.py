@@ -7,6 +7,7 @@ on PostgreSQL), and every state change of a claimed event is fenced by its lease
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -74,6 +75,18 @@ class OneTimeToken:
 
 class ReplayedToken(Exception):
     """The token was already used for a message with another dedupe key."""
+
+
+@dataclass
+class _Arrival:
+    """An insert waiting for its turn at SQLite's write lock (see :meth:`Store._add_in_group`)."""
+
+    new: NewEvent
+    token: OneTimeToken | None
+    row: dict[str, Any]
+    done: bool = False
+    outcome: tuple[str, str, bool] | None = None
+    error: BaseException | None = None
 
 
 @dataclass
@@ -176,6 +189,8 @@ class Store:
         self._claim_due = _claim_statement()
         self._insert_attempt = insert(attempts)
         self._finish_stmts: dict[frozenset[str], Any] = {}
+        self._arrivals: list[_Arrival] = []
+        self._arrivals_lock = threading.Lock()
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
@@ -209,16 +224,72 @@ class Store:
             "updated_at": new.received_at,
             "next_attempt_at": new.received_at if new.status == "queued" else None,
         }
-        with unavailable_as_503(), self._writing() as conn:
-            if token is not None and not self._remember(conn, new, token):
-                raise ReplayedToken(token.value)
-            created = conn.execute(self._insert_event, row).scalar_one_or_none()
-            if created is not None:
-                if self.is_postgres and new.status == "queued":
-                    conn.execute(self._notify)
-                return created, new.status, True
-            first = conn.execute(self._find_event, {"source": new.source, "dedupe_key": new.dedupe_key}).one()
-            return first.id, first.status, False
+        with unavailable_as_503():
+            if self._write_lock is None:
+                with self.engine.begin() as conn:
+                    return self._add(conn, new, token, row)
+            return self._add_in_group(_Arrival(new, token, row))
+
+    def _add(
+        self, conn: Connection, new: NewEvent, token: OneTimeToken | None, row: dict[str, Any]
+    ) -> tuple[str, str, bool]:
+        if token is not None and not self._remember(conn, new, token):
+            raise ReplayedToken(token.value)
+        created = conn.execute(self._insert_event, row).scalar_one_or_none()
+        if created is not None:
+            if self.is_postgres and new.status == "queued":
+                conn.execute(self._notify)
+            return created, new.status, True
+        first = conn.execute(self._find_event, {"source": new.source, "dedupe_key": new.dedupe_key}).one()
+        return first.id, first.status, False
+
+    def _add_in_group(self, arrival: _Arrival) -> tuple[str, str, bool]:
+        """SQLite group commit: the inserts that arrived while another thread of this process
+        held the write lock are committed together by whichever of their threads gets the lock
+        next, in one transaction. A burst then costs one commit (one fsync) per group, not per
+        request; every thread still answers only after its own insert is committed."""
+        with self._arrivals_lock:
+            self._arrivals.append(arrival)
+        with self._write_lock.threads_turn():  # type: ignore[union-attr]
+            if not arrival.done:
+                self._commit_group()
+        if arrival.error is not None:
+            raise arrival.error
+        assert arrival.outcome is not None
+        return arrival.outcome
+
+    def _commit_group(self) -> None:
+        with self.engine.connect() as conn, self._write_lock.process_turn():  # type: ignore[union-attr]
+            with self._arrivals_lock:  # as late as possible: whoever came while we waited joins in
+                group, self._arrivals = self._arrivals, []
+            self._commit(conn, group)
+
+    def _commit(self, conn: Connection, group: list[_Arrival]) -> None:
+        """One transaction for the group. A one-time token seen before fails only its own
+        request (nothing of it was written); any other error rolls the group back, and then
+        each request is tried in a transaction of its own, so one bad request fails alone."""
+        try:
+            with conn.begin():
+                for each in group:
+                    try:
+                        each.outcome = self._add(conn, each.new, each.token, each.row)
+                    except ReplayedToken as exc:
+                        each.error = exc
+        except BaseException as exc:
+            if len(group) == 1 or not isinstance(exc, Exception):
+                for each in group:
+                    each.outcome, each.error = None, exc
+            else:
+                for each in group:
+                    each.outcome, each.error = None, None
+                    try:
+                        with conn.begin():
+                            each.outcome = self._add(conn, each.new, each.token, each.row)
+                    except Exception as own:
+                        each.error = own
+        finally:
+            for each in group:
+                each.done = True
 
     def _remember(self, conn: Connection, new: NewEvent, token: OneTimeToken) -> bool:
         """Record ``token``; False when it was seen with another dedupe key."""
@@ -389,7 +460,7 @@ class Store:
         with unavailable_as_503(), self._writing() as conn:
             changed = conn.execute(stmt).rowcount == 1
             if changed and self.is_postgres and values["status"] == "queued":
-                conn.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})
+                conn.execute(self._notify)
             return changed
 
     def message_of(self, event_id: str) -> tuple[str, dict[str, Any], datetime] | None:

@@ -1,4 +1,5 @@
-"""Store queries: search by sender or subject, newest event per source, claims and the SQLite write lock."""
+"""Store queries: search by sender or subject, newest event per source, claims, the SQLite write lock
+and SQLite's group commit."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import Flask
+from sqlalchemy.exc import StatementError
 
-from bridge.db import WriteLock
+from bridge.db import WriteLock, make_engine
+from bridge.migrate import upgrade
 from bridge.runtime import Runtime
+from bridge.store import NewEvent, OneTimeToken, ReplayedToken, Store
 from tests.conftest import ROOT, api_headers
 
 
@@ -123,3 +128,68 @@ def test_write_lock_queues_processes(tmp_path) -> None:
     procs = [subprocess.Popen(args, cwd=ROOT) for _ in range(3)]
     assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
     assert counter.read_text() == "900"
+
+
+def _new_event(n: int, dedupe_key: str | None = None, message: dict[str, Any] | None = None) -> NewEvent:
+    now = datetime.now(UTC)
+    return NewEvent(
+        id=f"evt_group_{n:04d}",
+        source="api",
+        dedupe_key=dedupe_key or f"key-{n}",
+        status="queued",
+        request_id=None,
+        raw_request={"method": "POST", "path": "/hooks/api", "query": {}, "headers": {}},
+        raw_body=b"{}",
+        message=message if message is not None else {"subject": f"message {n}"},
+        ticket_request={"subject": f"message {n}"},
+        last_error=None,
+        received_at=now,
+    )
+
+
+def _add_as_one_group(store: Store, events: list[tuple[NewEvent, OneTimeToken | None]]) -> list[Any]:
+    """Each event from a thread of its own, all queued behind the write lock, then let go at once:
+    the first thread in commits them all in one transaction."""
+    outcomes: list[Any] = [None] * len(events)
+
+    def add(i: int) -> None:
+        try:
+            outcomes[i] = store.add_event(*events[i])
+        except Exception as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(len(events))]
+    with store._write_lock.threads_turn():  # type: ignore[union-attr]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(store._arrivals) < len(events) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(store._arrivals) == len(events)
+    for t in threads:
+        t.join(timeout=10)
+    return outcomes
+
+
+def test_sqlite_group_commit_answers_each_request_its_own_outcome(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url, 4)
+    upgrade(engine)
+    store = Store(engine)
+    token = OneTimeToken("one-time", 300)
+    events = [
+        (_new_event(1), None),
+        (_new_event(2, dedupe_key="key-1"), None),  # same message as the first: a duplicate
+        (_new_event(3, message={"subject": object()}), None),  # cannot be stored: fails alone
+        (_new_event(4), token),
+        (_new_event(5), token),  # the same one-time token with another message: a replay
+        (_new_event(6), None),
+    ]
+    outcomes = _add_as_one_group(store, events)
+
+    assert outcomes[0] == ("evt_group_0001", "queued", True)
+    assert outcomes[1] == ("evt_group_0001", "queued", False)
+    assert isinstance(outcomes[2], StatementError)
+    assert outcomes[3] == ("evt_group_0004", "queued", True)
+    assert isinstance(outcomes[4], ReplayedToken)
+    assert outcomes[5] == ("evt_group_0006", "queued", True)
+    assert store.event_ids("queued") == ["evt_group_0001", "evt_group_0004", "evt_group_0006"]

@@ -37,25 +37,26 @@ def _start() -> None:
 
 
 def _finish(response: Response) -> Response:
-    """Echo the request id; for inbound hooks, one log line and the accept metrics."""
+    """Echo the request id; one log line per request (the web process's access log); for inbound
+    hooks, the accept metrics."""
     response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
+    seconds = time.perf_counter() - g.get("started", time.perf_counter())
     if request.path.startswith("/hooks/"):
-        seconds = time.perf_counter() - g.get("started", time.perf_counter())
         ACCEPT_SECONDS.observe(seconds)
         if response.status_code >= 400:
             REJECTED.labels(str(response.status_code), g.get("error_code", "-")).inc()
-        log.info(
-            "%s %s %d %s",
-            request.method,
-            request.path,
-            response.status_code,
-            g.get("outcome") or g.get("error_code", ""),
-            extra={
-                "event_id": g.get("event_id", "-"),
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "duration_ms": round(seconds * 1000, 1),
-            },
-        )
+    log.info(
+        "%s %s %d %s",
+        request.method,
+        request.path,
+        response.status_code,
+        g.get("outcome") or g.get("error_code", ""),
+        extra={
+            "event_id": g.get("event_id", "-"),
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round(seconds * 1000, 1),
+        },
+    )
     return response
