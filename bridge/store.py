@@ -65,6 +65,18 @@ class NewEvent:
     received_at: datetime
 
 
+# the columns an inbound event's INSERT sets: NewEvent's, and those add_event() derives from them
+EVENT_ROW = (
+    *NewEvent.__dataclass_fields__,
+    "search_text",
+    "attempts",
+    "attempts_at_window_start",
+    "retry_window_start",
+    "updated_at",
+    "next_attempt_at",
+)
+
+
 @dataclass(frozen=True)
 class OneTimeToken:
     """A value the sender's signature covers that must never come back with another message."""
@@ -185,6 +197,12 @@ class Store:
             seen_tokens.c.source == bindparam("source"), seen_tokens.c.token == bindparam("token")
         )
         self._notify = text("SELECT pg_notify(:c, '')").bindparams(c=NOTIFY_CHANNEL)
+        if self.is_postgres:  # the insert and the workers' wake-up in one round trip
+            columns: dict[str, Any] = {name: bindparam(name) for name in EVENT_ROW}
+            inserted = self._insert_event.values(columns).cte("inserted")
+            self._insert_queued: Any = select(inserted.c.id, func.pg_notify(NOTIFY_CHANNEL, "")).select_from(inserted)
+        else:
+            self._insert_queued = self._insert_event
         self._next_token_sweep = 0.0
         self._claim_due = _claim_statement()
         self._insert_attempt = insert(attempts)
@@ -215,7 +233,7 @@ class Store:
         the same transaction, and :class:`ReplayedToken` is raised, with nothing stored, when it
         was seen before with another dedupe key.
         """
-        row = {
+        row = {  # EVENT_ROW's columns
             **new.__dict__,
             "search_text": search_text(new.message.get("name"), new.message.get("email"), new.message.get("subject")),
             "attempts": 0,
@@ -235,10 +253,9 @@ class Store:
     ) -> tuple[str, str, bool]:
         if token is not None and not self._remember(conn, new, token):
             raise ReplayedToken(token.value)
-        created = conn.execute(self._insert_event, row).scalar_one_or_none()
+        insert_event = self._insert_queued if new.status == "queued" else self._insert_event
+        created = conn.execute(insert_event, row).scalar()
         if created is not None:
-            if self.is_postgres and new.status == "queued":
-                conn.execute(self._notify)
             return created, new.status, True
         first = conn.execute(self._find_event, {"source": new.source, "dedupe_key": new.dedupe_key}).one()
         return first.id, first.status, False

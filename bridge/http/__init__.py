@@ -10,7 +10,7 @@ import uuid
 from flask import Flask, Response, g, request
 
 from bridge.http.admin_api import admin_api
-from bridge.http.admin_page import admin_page
+from bridge.http.admin_page import AdminSessions, admin_page
 from bridge.http.errors import register_error_handlers
 from bridge.http.health import health
 from bridge.http.hooks import hooks
@@ -24,6 +24,7 @@ def register_http(app: Flask) -> None:
     app.register_blueprint(hooks)
     app.register_blueprint(admin_api)
     app.register_blueprint(admin_page)
+    app.session_interface = AdminSessions()
     app.register_blueprint(health)
     register_error_handlers(app)
     app.before_request(_start)

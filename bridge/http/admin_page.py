@@ -15,7 +15,20 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Request,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from markupsafe import escape
@@ -38,6 +51,17 @@ from bridge.store import unavailable_as_503
 from bridge.tickets import human_size
 
 admin_page = Blueprint("admin_page", __name__, url_prefix="/admin")
+
+
+class AdminSessions(SecureCookieSessionInterface):
+    """The signed session cookie belongs to the admin page: elsewhere (a burst of webhooks) no
+    cookie is read and no signer is built, and ``session`` is Flask's read-only null session."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if request.path != "/admin" and not request.path.startswith("/admin/"):
+            return None
+        return super().open_session(app, request)
+
 
 STATUSES = ("queued", "delivering", "retrying", "delivered", "failed", "discarded")
 PAGE_SIZE, MAX_PAGE_SIZE = 50, 200
