@@ -14,7 +14,11 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="bridg
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-worker_class = "bridge.gunicorn_worker.BalancedThreadWorker"  # gthread that leaves new connections to idle workers
+worker_class = "gthread"
+# Each worker listens on a socket of its own and the kernel spreads new connections over them.
+# On one shared socket, whichever worker woke first took a whole burst of keep-alive connections
+# and kept it: one process served everything while the other idled (about half the bench runs).
+reuse_port = True
 timeout = 30
 graceful_timeout = 10
 keepalive = 5

@@ -1,5 +1,5 @@
 """gunicorn settings for bench/bare_app.py: every setting of gunicorn.conf.py (workers, threads,
-worker_class, timeouts, keep-alive, access log) except its hooks, which check and start the bridge.
+worker_class, reuse_port, timeouts, keep-alive, access log) except its hooks, which check and start the bridge.
 
 The port comes from BENCH_BARE_PORT.
 """

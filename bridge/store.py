@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ColumnDefault,
     Connection,
     Engine,
     and_,
@@ -23,8 +24,11 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
+    null,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -166,11 +170,41 @@ def _claim_statement() -> Any:
     )
 
 
-def _finish_statement(changes: dict[str, Any]) -> Any:
-    """UPDATE of a claimed event, fenced by its lease owner; values bound by column name."""
+def _finish_statement(changes: dict[str, Any], prefix: str = "") -> Any:
+    """UPDATE of a claimed event, fenced by its lease owner; values bound by column name (after ``prefix``)."""
     fence = and_(events.c.id == bindparam("b_id"), events.c.lease_owner == bindparam("b_owner"), LEASED_WHERE)
-    values: dict[str, Any] = {name: bindparam(name) for name in (*changes, "updated_at")}
-    return update(events).where(fence).values(**values, lease_owner=None, lease_expires_at=None)
+    values: dict[str, Any] = {name: bindparam(f"{prefix}{name}") for name in (*changes, "updated_at")}
+    return update(events).where(fence).values(**values, lease_owner=null(), lease_expires_at=null())
+
+
+# every column of an attempt but its id, bound as a_<column>, and what a column left out gets
+ATTEMPT_DEFAULTS = {
+    c.name: (c.default.arg if isinstance(c.default, ColumnDefault) else None) for c in attempts.c if c.name != "id"
+}
+
+
+def _finish_and_claim_statement(changes: frozenset[str]) -> Any:
+    """PostgreSQL: record an attempt, update its event (as :func:`_finish_statement`) and lease
+    the next due event (as :func:`_claim_statement`) in one statement, one round trip. The
+    attempt's values are bound as ``a_<column>``, the event's new values as ``c_<column>``. Its
+    row: ``finished`` (1, or 0 when the lease was lost) and the leased event's columns (NULL when
+    none is due). The claim cannot pick the finished event: every part sees the table as it was
+    before the statement, when that event was still ``delivering``."""
+    values: dict[str, Any] = {name: bindparam(f"a_{name}") for name in ATTEMPT_DEFAULTS}
+    recorded = insert(attempts).values(values).returning(attempts.c.id).cte("recorded")
+    # no parameter may be named after a column: SQLAlchemy would add it to every UPDATE's SET
+    finished = _finish_statement(dict.fromkeys(changes), prefix="c_").returning(events.c.id).cte("finished")
+    claimed = _claim_statement().cte("claimed")
+    one = select(literal(1).label("one")).subquery("one")
+    return (
+        select(
+            select(func.count()).select_from(finished).scalar_subquery().label("finished"),
+            select(func.count()).select_from(recorded).scalar_subquery().label("recorded"),
+            *claimed.c,
+        )
+        .select_from(one)
+        .outerjoin(claimed, true())
+    )
 
 
 @contextmanager
@@ -207,6 +241,7 @@ class Store:
         self._claim_due = _claim_statement()
         self._insert_attempt = insert(attempts)
         self._finish_stmts: dict[frozenset[str], Any] = {}
+        self._finish_and_claim_stmts: dict[frozenset[str], Any] = {}
         self._arrivals: list[_Arrival] = []
         self._arrivals_lock = threading.Lock()
 
@@ -423,10 +458,31 @@ class Store:
         self, claim: Claim, attempt: dict[str, Any], changes: dict[str, Any], now: datetime, lease_seconds: float
     ) -> tuple[bool, Claim | None]:
         """:meth:`finish`, and lease the next due event in the same transaction (one commit a delivery)."""
+        if self.is_postgres:
+            return self._finish_and_claim_in_one(claim, attempt, changes, now, lease_seconds)
         with self._writing() as conn:
             finished = self._finish(conn, claim, attempt, changes, now)
             taken = self._claim(conn, claim.owner, 1, lease_seconds, now)
         return finished, (taken[0] if taken else None)
+
+    def _finish_and_claim_in_one(
+        self, claim: Claim, attempt: dict[str, Any], changes: dict[str, Any], now: datetime, lease_seconds: float
+    ) -> tuple[bool, Claim | None]:
+        key = frozenset(changes)
+        stmt = self._finish_and_claim_stmts.get(key)
+        if stmt is None:
+            stmt = self._finish_and_claim_stmts.setdefault(key, _finish_and_claim_statement(key))
+        params = {f"a_{name}": attempt.get(name, default) for name, default in ATTEMPT_DEFAULTS.items()}
+        params.update({f"c_{name}": value for name, value in changes.items()}, c_updated_at=now)
+        params.update(a_event_id=claim.event_id, a_number=claim.attempt, b_id=claim.event_id, b_owner=claim.owner)
+        params.update(owner=claim.owner, now=now, limit=1)
+        params["lease_until"] = now + timedelta(seconds=lease_seconds)
+        with self._writing() as conn:
+            row = conn.execute(stmt, params).one()
+        taken = None
+        if row.id is not None:
+            taken = Claim(owner=claim.owner, attempt=row.attempts, event_id=row.id, **_claim_fields(row))
+        return row.finished == 1, taken
 
     def _claim(self, conn: Connection, owner: str, limit: int, lease_seconds: float, now: datetime) -> list[Claim]:
         # an expired lease comes back only through expire_leases(), which records the lost attempt

@@ -78,6 +78,7 @@ def test_finish_and_claim_records_one_event_and_leases_the_next(app: Flask, runt
     assert (claim.event_id, finished) == (first, True)
     assert taken is not None and taken.event_id == second and taken.attempt == 1
     assert runtime.store.get_event(first)["ticket_id"] == 7  # type: ignore[index]
+    assert runtime.store.get_event(second)["ticket_id"] is None  # type: ignore[index]
     assert runtime.store.count_by_status() == {"delivered": 1, "delivering": 1}
     assert [a["number"] for a in runtime.store.list_attempts(first)] == [1]
 
