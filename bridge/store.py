@@ -7,6 +7,7 @@ on PostgreSQL), and every state change of a claimed event is fenced by its lease
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -130,9 +131,14 @@ def search_text(*parts: object) -> str | None:
     return "".join(c if c.isprintable() else " " for c in text)[:512] or None
 
 
-def _claim_fields(row: Any) -> dict[str, Any]:
+def _as_claim(row: Any, owner: str) -> Claim:
+    """A row returned by the claim statement (see :func:`_claim_statement`), as a Claim."""
     names = ("ticket_request", "request_id", "source", "retry_window_start", "attempts_at_window_start")
-    return {name: getattr(row, name) for name in names}
+    return Claim(owner=owner, attempt=row.attempts, event_id=row.id, **{name: getattr(row, name) for name in names})
+
+
+def _claim_params(owner: str, limit: int, lease_seconds: float, now: datetime) -> dict[str, Any]:
+    return {"owner": owner, "now": now, "limit": limit, "lease_until": now + timedelta(seconds=lease_seconds)}
 
 
 def _claim_statement() -> Any:
@@ -170,7 +176,8 @@ def _claim_statement() -> Any:
     )
 
 
-def _finish_statement(changes: dict[str, Any], prefix: str = "") -> Any:
+@functools.cache  # one statement per set of changed columns, built once
+def _finish_statement(changes: frozenset[str], prefix: str = "") -> Any:
     """UPDATE of a claimed event, fenced by its lease owner; values bound by column name (after ``prefix``)."""
     fence = and_(events.c.id == bindparam("b_id"), events.c.lease_owner == bindparam("b_owner"), LEASED_WHERE)
     values: dict[str, Any] = {name: bindparam(f"{prefix}{name}") for name in (*changes, "updated_at")}
@@ -183,6 +190,7 @@ ATTEMPT_DEFAULTS = {
 }
 
 
+@functools.cache
 def _finish_and_claim_statement(changes: frozenset[str]) -> Any:
     """PostgreSQL: record an attempt, update its event (as :func:`_finish_statement`) and lease
     the next due event (as :func:`_claim_statement`) in one statement, one round trip. The
@@ -193,12 +201,13 @@ def _finish_and_claim_statement(changes: frozenset[str]) -> Any:
     values: dict[str, Any] = {name: bindparam(f"a_{name}") for name in ATTEMPT_DEFAULTS}
     recorded = insert(attempts).values(values).returning(attempts.c.id).cte("recorded")
     # no parameter may be named after a column: SQLAlchemy would add it to every UPDATE's SET
-    finished = _finish_statement(dict.fromkeys(changes), prefix="c_").returning(events.c.id).cte("finished")
+    finished = _finish_statement(changes, prefix="c_").returning(events.c.id).cte("finished")
     claimed = _claim_statement().cte("claimed")
     one = select(literal(1).label("one")).subquery("one")
     return (
         select(
             select(func.count()).select_from(finished).scalar_subquery().label("finished"),
+            # unused, but a CTE the statement does not mention is not run at all
             select(func.count()).select_from(recorded).scalar_subquery().label("recorded"),
             *claimed.c,
         )
@@ -240,8 +249,6 @@ class Store:
         self._next_token_sweep = 0.0
         self._claim_due = _claim_statement()
         self._insert_attempt = insert(attempts)
-        self._finish_stmts: dict[frozenset[str], Any] = {}
-        self._finish_and_claim_stmts: dict[frozenset[str], Any] = {}
         self._arrivals: list[_Arrival] = []
         self._arrivals_lock = threading.Lock()
 
@@ -281,7 +288,7 @@ class Store:
             if self._write_lock is None:
                 with self.engine.begin() as conn:
                     return self._add(conn, new, token, row)
-            return self._add_in_group(_Arrival(new, token, row))
+            return self._add_in_group(self._write_lock, _Arrival(new, token, row))
 
     def _add(
         self, conn: Connection, new: NewEvent, token: OneTimeToken | None, row: dict[str, Any]
@@ -295,23 +302,23 @@ class Store:
         first = conn.execute(self._find_event, {"source": new.source, "dedupe_key": new.dedupe_key}).one()
         return first.id, first.status, False
 
-    def _add_in_group(self, arrival: _Arrival) -> tuple[str, str, bool]:
+    def _add_in_group(self, lock: WriteLock, arrival: _Arrival) -> tuple[str, str, bool]:
         """SQLite group commit: the inserts that arrived while another thread of this process
         held the write lock are committed together by whichever of their threads gets the lock
         next, in one transaction. A burst then costs one commit (one fsync) per group, not per
         request; every thread still answers only after its own insert is committed."""
         with self._arrivals_lock:
             self._arrivals.append(arrival)
-        with self._write_lock.threads_turn():  # type: ignore[union-attr]
+        with lock.threads_turn():
             if not arrival.done:
-                self._commit_group()
+                self._commit_group(lock)
         if arrival.error is not None:
             raise arrival.error
         assert arrival.outcome is not None
         return arrival.outcome
 
-    def _commit_group(self) -> None:
-        with self.engine.connect() as conn, self._write_lock.process_turn():  # type: ignore[union-attr]
+    def _commit_group(self, lock: WriteLock) -> None:
+        with self.engine.connect() as conn, lock.process_turn():
             with self._arrivals_lock:  # as late as possible: whoever came while we waited joins in
                 group, self._arrivals = self._arrivals, []
             self._commit(conn, group)
@@ -468,37 +475,25 @@ class Store:
     def _finish_and_claim_in_one(
         self, claim: Claim, attempt: dict[str, Any], changes: dict[str, Any], now: datetime, lease_seconds: float
     ) -> tuple[bool, Claim | None]:
-        key = frozenset(changes)
-        stmt = self._finish_and_claim_stmts.get(key)
-        if stmt is None:
-            stmt = self._finish_and_claim_stmts.setdefault(key, _finish_and_claim_statement(key))
         params = {f"a_{name}": attempt.get(name, default) for name, default in ATTEMPT_DEFAULTS.items()}
         params.update({f"c_{name}": value for name, value in changes.items()}, c_updated_at=now)
         params.update(a_event_id=claim.event_id, a_number=claim.attempt, b_id=claim.event_id, b_owner=claim.owner)
-        params.update(owner=claim.owner, now=now, limit=1)
-        params["lease_until"] = now + timedelta(seconds=lease_seconds)
+        params.update(_claim_params(claim.owner, 1, lease_seconds, now))
         with self._writing() as conn:
-            row = conn.execute(stmt, params).one()
-        taken = None
-        if row.id is not None:
-            taken = Claim(owner=claim.owner, attempt=row.attempts, event_id=row.id, **_claim_fields(row))
-        return row.finished == 1, taken
+            row = conn.execute(_finish_and_claim_statement(frozenset(changes)), params).one()
+        return row.finished == 1, (_as_claim(row, claim.owner) if row.id is not None else None)
 
     def _claim(self, conn: Connection, owner: str, limit: int, lease_seconds: float, now: datetime) -> list[Claim]:
         # an expired lease comes back only through expire_leases(), which records the lost attempt
-        params = {"owner": owner, "now": now, "limit": limit, "lease_until": now + timedelta(seconds=lease_seconds)}
-        rows = conn.execute(self._claim_due, params).all()
-        return [Claim(owner=owner, attempt=r.attempts, event_id=r.id, **_claim_fields(r)) for r in rows]
+        rows = conn.execute(self._claim_due, _claim_params(owner, limit, lease_seconds, now)).all()
+        return [_as_claim(row, owner) for row in rows]
 
     def _finish(
         self, conn: Connection, claim: Claim, attempt: dict[str, Any], changes: dict[str, Any], now: datetime
     ) -> bool:
         conn.execute(self._insert_attempt, {**attempt, "event_id": claim.event_id, "number": claim.attempt})
-        stmt = self._finish_stmts.get(frozenset(changes))
-        if stmt is None:  # one statement per set of changed columns, built once
-            stmt = self._finish_stmts.setdefault(frozenset(changes), _finish_statement(changes))
         params = {**changes, "b_id": claim.event_id, "b_owner": claim.owner, "updated_at": now}
-        return conn.execute(stmt, params).rowcount == 1
+        return conn.execute(_finish_statement(frozenset(changes)), params).rowcount == 1
 
     def release(self, claim: Claim, now: datetime) -> None:
         """Give back a claim that was never sent (shutdown before the request left)."""

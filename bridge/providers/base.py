@@ -9,6 +9,7 @@ A provider never touches the database or SPP.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -81,15 +82,10 @@ class Provider:
             ) from None
 
 
-_SCHEMAS: dict[type[Schema], Schema] = {}
-
-
+@functools.cache
 def schema_instance(schema: type[Schema]) -> Schema:
     """One instance per schema class: building one copies its fields, too slow for every request."""
-    instance = _SCHEMAS.get(schema)
-    if instance is None:
-        instance = _SCHEMAS.setdefault(schema, schema())
-    return instance
+    return schema()
 
 
 MAX_KEY_LENGTH = 200  # events.dedupe_key holds 255; room for a prefix
