@@ -1,5 +1,6 @@
 """gunicorn settings for bench/bare_app.py: every setting of gunicorn.conf.py (workers, threads,
-worker_class, reuse_port, timeouts, keep-alive, access log) except its hooks, which check and start the bridge.
+worker_class, reuse_port, timeouts, keep-alive, access log) except its hooks, which check and
+start the bridge. tests/test_gunicorn_conf.py serves its own app with these settings too.
 
 The port comes from BENCH_BARE_PORT.
 """

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import runpy
 import signal
 import socket
 import textwrap
 from collections import Counter
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
@@ -29,20 +26,7 @@ PID_APP = textwrap.dedent(
         return [body]
     """
 )
-CONNECTIONS = 24
-
-
-def _project_settings(port: int) -> str:
-    """gunicorn.conf.py's plain settings (workers, threads, worker class, keep-alive, reuse_port...),
-    without its hooks, which check and start the bridge itself."""
-    with mock.patch.dict(os.environ):  # the file sets PROMETHEUS_MULTIPROC_DIR for its processes
-        settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
-    lines = [
-        f"{name} = {value!r}"
-        for name, value in settings.items()
-        if not name.startswith("_") and isinstance(value, int | float | str | bool)
-    ]
-    return "\n".join([*lines, f"bind = '127.0.0.1:{port}'", "workers = 2", ""])
+CONNECTIONS = 48
 
 
 def _request(sock: socket.socket) -> str:
@@ -71,12 +55,14 @@ def _length(data: bytes) -> int:
 def test_a_burst_of_keep_alive_connections_reaches_every_web_process(tmp_path: Path) -> None:
     """On one shared listening socket, the first gthread worker to wake often takes a whole burst
     of connections (and keeps them, since they stay open). With the project's settings each of
-    the two processes gets a fair part of 24 connections opened at once."""
+    the two processes gets at least a quarter of 48 connections opened at once."""
     port, log = free_port(), tmp_path / "gunicorn.log"
     (tmp_path / "pid_app.py").write_text(PID_APP)
-    (tmp_path / "settings.py").write_text(_project_settings(port))
-    args = [str(BIN / "gunicorn"), "--config", str(tmp_path / "settings.py"), "--chdir", str(tmp_path), "pid_app:app"]
-    proc = start_process(args, {"PYTHONPATH": str(ROOT)}, log)
+    # gunicorn.conf.py's settings without its hooks (which check and start the bridge itself): the
+    # benchmark's floor runs on the same file
+    args = [str(BIN / "gunicorn"), "--config", str(ROOT / "bench" / "gunicorn_bare.py"), "--chdir", str(tmp_path)]
+    env = {"PYTHONPATH": str(ROOT), "BENCH_BARE_PORT": str(port), "WEB_CONCURRENCY": "2"}
+    proc = start_process([*args, "pid_app:app"], env, log)
     try:
         wait_for(lambda: log.read_text().count("Booting worker") == 2, timeout=30)
         wait_for(lambda: _request(socket.create_connection(("127.0.0.1", port), timeout=5)), timeout=10)
@@ -92,5 +78,6 @@ def test_a_burst_of_keep_alive_connections_reaches_every_web_process(tmp_path: P
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     per_process = Counter(served_by)
-    # a split of 24 this uneven or worse happens by chance once in about 300,000 runs
-    assert len(per_process) == 2 and min(per_process.values()) >= 2, per_process
+    # by chance alone (a fair coin per connection) a split this uneven happens about once in 3,000
+    # runs; on one shared socket it was the rule (3, 2 and 5 of 48 on the second process)
+    assert len(per_process) == 2 and min(per_process.values()) >= CONNECTIONS // 4, per_process
