@@ -15,7 +15,8 @@ from bridge.errors import BridgeError, ConfigError
 from bridge.providers import PROVIDERS
 from bridge.replay import replay_event
 from bridge.runtime import get_runtime
-from bridge.store import Store
+from bridge.status import Status
+from bridge.store import DeliveryQueue, Store
 
 bridge_cli = AppGroup("bridge", help="spp-ticket-bridge commands.")
 log = logging.getLogger("bridge.cli")
@@ -46,7 +47,7 @@ def worker_command() -> None:
     """Deliver queued events to SPP until SIGTERM or Ctrl-C."""
     runtime = get_runtime()
     try:
-        worker = runtime.worker(_worker_store(runtime.store, runtime.settings.delivery_concurrency))
+        worker = runtime.worker(_worker_queue(runtime.store, runtime.settings.delivery_concurrency))
     except ConfigError as exc:
         fail(str(exc))
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -55,14 +56,15 @@ def worker_command() -> None:
     worker.run()
 
 
-def _worker_store(store: Store, concurrency: int) -> Store:
-    """The web's store without the per-checkout ping: the worker retries whatever meets a dropped
-    connection (claims on the next loop, results until written), so the ping, one round trip per
-    transaction, would only slow every delivery down."""
+def _worker_queue(store: Store, concurrency: int) -> DeliveryQueue:
+    """The delivery queue, on PostgreSQL on an engine of its own without the per-checkout ping:
+    the worker retries whatever meets a dropped connection (claims on the next loop, results
+    until written), so the ping, one round trip per transaction, would only slow every delivery
+    down."""
     if not store.is_postgres:
-        return store
+        return store.queue
     url = store.engine.url.render_as_string(hide_password=False)
-    return Store(make_engine(url, concurrency + 4, pre_ping=False))
+    return DeliveryQueue(make_engine(url, concurrency + 4, pre_ping=False), None)
 
 
 @bridge_cli.command("replay")
@@ -101,7 +103,7 @@ def replay_command(
 def _failed_ids(source: str | None, since: datetime | None) -> list[str]:
     """Failed events, oldest first; a naive ``since`` is UTC."""
     since_utc = since.replace(tzinfo=UTC) if since and since.tzinfo is None else since
-    return get_runtime().store.event_ids("failed", source, since_utc)
+    return get_runtime().store.queries.event_ids(Status.FAILED, source, since_utc)
 
 
 @bridge_cli.command("sandbox")

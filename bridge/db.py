@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,10 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not on Windows; SQLite's busy timeout still applies
-    fcntl = None  # type: ignore[assignment]
+from bridge.status import DUE, Status
 
 metadata = MetaData(
     naming_convention={
@@ -66,8 +60,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 # conditions of the partial indexes below; the store's queries use these very clauses
-DUE_WHERE = text("status IN ('queued', 'retrying')")
-LEASED_WHERE = text("status = 'delivering'")
+DUE_WHERE = text("status IN ({})".format(", ".join(f"'{status}'" for status in DUE)))
+LEASED_WHERE = text(f"status = '{Status.DELIVERING}'")
 
 events = Table(
     "events",
@@ -75,7 +69,7 @@ events = Table(
     Column("id", String(40), primary_key=True),
     Column("source", String(100), nullable=False),
     Column("dedupe_key", String(255), nullable=False),
-    Column("status", String(20), nullable=False),
+    Column("status", String(20), nullable=False),  # a Status
     Column("request_id", String(100)),
     # sender name, address and subject, case-folded: what the admin page searches (the
     # message keeps them as sent; SQLite's LIKE folds ASCII only, so folding happens here)
@@ -112,7 +106,7 @@ attempts = Table(
     Column("number", Integer, nullable=False),
     Column("started_at", UTCDateTime(), nullable=False),
     Column("duration_ms", Integer, nullable=False),
-    Column("outcome", String(20), nullable=False),  # delivered | retry | failed
+    Column("outcome", String(20), nullable=False),  # an AttemptOutcome
     Column("http_status", Integer),
     Column("error", Text),
     Column("ambiguous", Boolean, nullable=False, default=False),
@@ -176,50 +170,3 @@ def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-class WriteLock:
-    """Writers to one SQLite file wait their turn here rather than in SQLite's busy handler.
-
-    SQLite lets one writer in at a time; the others sleep in its busy handler, whose sleeps
-    grow to 100 ms, so under a burst a few unlucky requests wait a second while others pass
-    them. Here a thread lock queues the threads of a process and ``flock`` on
-    ``<database>.lock`` queues the processes; the kernel wakes the next waiter as soon as
-    the lock is free and releases it when its holder dies. Nothing is held across network
-    calls: only the length of one write transaction. PostgreSQL needs none of this.
-    """
-
-    def __init__(self, database: str | None) -> None:
-        self.path = f"{database}.lock" if database and database != ":memory:" and fcntl else None
-        self._threads = threading.Lock()
-        self._fd: int | None = None
-        self._pid = 0
-
-    @contextmanager
-    def hold(self) -> Iterator[None]:
-        with self.threads_turn(), self.process_turn():
-            yield
-
-    def threads_turn(self) -> threading.Lock:
-        """This process's turn: the first half of :meth:`hold`."""
-        return self._threads
-
-    @contextmanager
-    def process_turn(self) -> Iterator[None]:
-        """The file's turn among processes: the second half of :meth:`hold`."""
-        if self.path is None:
-            yield
-            return
-        fd = self._file()
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-
-    def _file(self) -> int:
-        # opened per process: a descriptor inherited across fork() shares its lock with the parent
-        if self._fd is None or self._pid != os.getpid():
-            assert self.path is not None
-            self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
-        return self._fd

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+
+from bridge.log import scrub, scrub_data
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,18 @@ class InboundMessage:
     # a one-time value of the signature (Mailgun's token) that must never come back with
     # another dedupe_key: a replayed signature on a different message is refused
     replay_token: str | None = None
+
+    def scrubbed(self, secrets: list[str]) -> InboundMessage:
+        """A copy with every ``secrets`` value replaced in its text, fields and attachment names:
+        a sender that echoes our secret in its payload must not spread it to SPP or the admin page."""
+        if not secrets:
+            return self
+        texts = {name: scrub(value, secrets) for name in _NAMES if isinstance(value := getattr(self, name), str)}
+        attachments = [
+            replace(a, name=scrub(a.name, secrets), content_type=scrub(a.content_type, secrets))
+            for a in self.attachments
+        ]
+        return replace(self, **texts, fields=scrub_data(self.fields, secrets), attachments=attachments)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON; shallow (``fields`` is shared, not copied), as it is only serialized."""

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from bridge.errors import BridgeError, MappingFailed, Unmappable
 from bridge.message import InboundMessage
 from bridge.runtime import Runtime
+from bridge.status import REPLAYABLE, Status
 from bridge.tickets import build_ticket_request
-
-REPLAYABLE = ("failed", "discarded")
 
 
 class UnknownEvent(BridgeError):
@@ -28,50 +26,47 @@ def plausible_event_id(event_id: str) -> bool:
     return 0 < len(event_id) <= 40 and event_id.isprintable()
 
 
-def message_from_dict(data: dict[str, Any] | None) -> InboundMessage:
-    """The stored message again; keys a later version no longer knows are dropped."""
-    if not data or not data.get("dedupe_key"):
-        raise MappingFailed("no_message", "the event holds no normalized message to map")
-    return InboundMessage.from_dict(data)
-
-
-def replay_event(runtime: Runtime, event_id: str, force: bool = False) -> str:
+def replay_event(runtime: Runtime, event_id: str, force: bool = False) -> Status:
     """Re-queue a failed or discarded event (``force``: a delivered one too); returns the new status."""
-    found = runtime.store.message_of(event_id) if plausible_event_id(event_id) else None
+    found = runtime.store.events.message_of(event_id) if plausible_event_id(event_id) else None
     if found is None:
         raise UnknownEvent(f"no event {event_id!r}")
     source_name, message, received_at = found
-    allowed = (*REPLAYABLE, "delivered") if force else REPLAYABLE
+    allowed = (*REPLAYABLE, Status.DELIVERED) if force else REPLAYABLE
     source = runtime.sources.sources.get(source_name)
     now = datetime.now(UTC)
     try:
         if source is None:
             raise MappingFailed("unknown_source", f"source {source_name!r} is no longer in the sources file")
-        request = build_ticket_request(message_from_dict(message), source, runtime.sources, received_at, event_id)
+        request = build_ticket_request(_mappable(message), source, runtime.sources, received_at, event_id)
     except MappingFailed as exc:
         raise _mapping_failed(runtime, event_id, exc, force, now) from None
-    if not runtime.store.requeue(event_id, allowed, {"ticket_request": request}, now):
+    if not runtime.store.events.requeue(event_id, allowed, request, now):
         raise _conflict(runtime, event_id, force)
     runtime.wake.set()
-    return "queued"
+    return Status.QUEUED
+
+
+def _mappable(message: InboundMessage | None) -> InboundMessage:
+    if message is None:
+        raise MappingFailed("no_message", "the event holds no normalized message to map")
+    return message
 
 
 def _mapping_failed(
     runtime: Runtime, event_id: str, exc: MappingFailed, force: bool, now: datetime
 ) -> Unmappable | ReplayConflict:
     """A failed or discarded event becomes failed with the new reason; a delivered one keeps its state."""
-    if runtime.store.requeue(
-        event_id, REPLAYABLE, {"status": "failed", "last_error": str(exc), "next_attempt_at": None}, now
-    ):
+    if runtime.store.events.mark_failed(event_id, REPLAYABLE, str(exc), now):
         return Unmappable(exc, "still cannot map the event")
-    event = runtime.store.get_event(event_id)
-    if force and event is not None and event["status"] == "delivered":
+    event = runtime.store.queries.get_event(event_id)
+    if force and event is not None and event["status"] == Status.DELIVERED:
         return Unmappable(exc, "still cannot map the event")
     return _conflict(runtime, event_id, force)
 
 
 def _conflict(runtime: Runtime, event_id: str, force: bool) -> ReplayConflict:
-    event = runtime.store.get_event(event_id)
+    event = runtime.store.queries.get_event(event_id)
     status = event["status"] if event else "unknown"
-    hint = "" if force or status != "delivered" else " (use force=true to deliver it again)"
+    hint = "" if force or status != Status.DELIVERED else " (use force=true to deliver it again)"
     return ReplayConflict(f"event {event_id} is {status}; only failed or discarded events are replayed{hint}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bridge.spp_client import Outcome
+from bridge.status import AttemptOutcome, Status
 
 
 @dataclass(frozen=True)
@@ -26,22 +27,24 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Decision:
-    status: str  # delivered | retrying | failed
+    status: Status  # delivered, retrying or failed
     next_attempt_at: datetime | None = None
     reason: str | None = None
 
 
 def decide(policy: RetryPolicy, outcome: Outcome, attempt: int, window_start: datetime, now: datetime) -> Decision:
     """``attempt`` and ``window_start`` count from receipt, or from the last replay."""
-    if outcome.result == "delivered":
-        return Decision("delivered")
-    if outcome.result == "failed":
-        return Decision("failed", reason=outcome.error)
+    if outcome.result == AttemptOutcome.DELIVERED:
+        return Decision(Status.DELIVERED)
+    if outcome.result == AttemptOutcome.FAILED:
+        return Decision(Status.FAILED, reason=outcome.error)
     if attempt >= policy.max_attempts:
-        return Decision("failed", reason=f"gave up after {attempt} attempts; last: {outcome.error}")
+        return Decision(Status.FAILED, reason=f"gave up after {attempt} attempts; last: {outcome.error}")
     delay = policy.delay(attempt, outcome.retry_after)
     # compare in seconds: a huge Retry-After must fail the event, not overflow a datetime
     if delay > (window_start + timedelta(seconds=policy.max_age_seconds) - now).total_seconds():
         hours = policy.max_age_seconds / 3600
-        return Decision("failed", reason=f"gave up: the next attempt would be past {hours:g} h; last: {outcome.error}")
-    return Decision("retrying", next_attempt_at=now + timedelta(seconds=delay), reason=outcome.error)
+        return Decision(
+            Status.FAILED, reason=f"gave up: the next attempt would be past {hours:g} h; last: {outcome.error}"
+        )
+    return Decision(Status.RETRYING, next_attempt_at=now + timedelta(seconds=delay), reason=outcome.error)

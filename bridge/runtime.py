@@ -11,7 +11,7 @@ from flask import Flask, current_app
 from bridge.retry import RetryPolicy
 from bridge.sources import SourcesConfig
 from bridge.spp_client import SppClient
-from bridge.store import Store
+from bridge.store import DeliveryQueue, Store
 from bridge.worker import NotifyListener, Worker
 from config.settings import Settings
 
@@ -44,10 +44,10 @@ class Runtime:
             pool_size=s.delivery_concurrency,
         )
 
-    def worker(self, store: Store | None = None, **overrides: Any) -> Worker:
+    def worker(self, queue: DeliveryQueue | None = None, **overrides: Any) -> Worker:
         """A delivery worker with this bridge's settings, woken by its web layer.
 
-        ``store`` replaces the web's (the ``worker`` process's own engine); ``overrides`` are
+        ``queue`` replaces the web's (the ``worker`` process's own engine); ``overrides`` are
         Worker options (tests poll faster). Raises ConfigError when SPP is not configured.
         """
         s = self.settings
@@ -58,7 +58,7 @@ class Runtime:
             "wake": self.wake,
             **overrides,
         }
-        return Worker(store or self.store, self.spp_client(), self.retry_policy(), **options)
+        return Worker(queue or self.store.queue, self.spp_client(), self.retry_policy(), **options)
 
     def listen_for_events(self, worker: Worker) -> None:
         """On PostgreSQL, wake ``worker`` on every NOTIFY of a new event, from any process."""

@@ -281,7 +281,3 @@ def _compile_template(text: str, where: str) -> Template:
     except TemplateSyntaxError as exc:
         problem = " ".join(str(exc.message).split())
         raise ConfigError(f"{where}: template error on line {exc.lineno}: {problem}") from None
-
-
-def is_template(value: Any) -> bool:
-    return isinstance(value, Template)

@@ -20,6 +20,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util.retry import Retry
 
 from bridge.spp_schema import validate_ticket_request
+from bridge.status import AttemptOutcome
 from bridge.version import __version__
 
 USER_AGENT = f"spp-ticket-bridge/{__version__}"
@@ -32,12 +33,12 @@ EXCERPT = 500
 class Outcome:
     """What one POST to SPP came to.
 
-    ``result`` is ``delivered``, ``retry`` (worth trying again later) or ``failed``
+    ``result`` is ``delivered``, ``retrying`` (worth trying again later) or ``failed``
     (permanent). ``ambiguous`` means the request may have created a ticket although we
     did not see the answer.
     """
 
-    result: str
+    result: AttemptOutcome
     duration_ms: int
     http_status: int | None = None
     ticket_id: int | None = None
@@ -85,7 +86,7 @@ class SppClient:
     def create_ticket(self, ticket_request: dict[str, Any], request_id: str | None = None) -> Outcome:
         errors = validate_ticket_request(ticket_request)
         if errors:
-            return Outcome("failed", 0, error=f"invalid StoreTicketRequest, not sent: {errors}")
+            return Outcome(AttemptOutcome.FAILED, 0, error=f"invalid StoreTicketRequest, not sent: {errors}")
         headers = {"X-Request-ID": request_id} if request_id else None
         started = time.monotonic()
         try:
@@ -106,11 +107,13 @@ def _ms(started: float) -> int:
 
 def _transport_failure(exc: requests.RequestException, duration_ms: int) -> Outcome:
     if isinstance(exc, requests.ConnectTimeout) or _never_connected(exc):
-        return Outcome("retry", duration_ms, error=f"could not connect to SPP: {_short(exc)}")
+        return Outcome(AttemptOutcome.RETRYING, duration_ms, error=f"could not connect to SPP: {_short(exc)}")
     if isinstance(exc, requests.ReadTimeout):
-        return Outcome("retry", duration_ms, ambiguous=True, error="SPP did not answer within the read timeout")
+        return Outcome(
+            AttemptOutcome.RETRYING, duration_ms, ambiguous=True, error="SPP did not answer within the read timeout"
+        )
     # reset or closed after the request went out: SPP may have created the ticket
-    return Outcome("retry", duration_ms, ambiguous=True, error=f"connection to SPP lost: {_short(exc)}")
+    return Outcome(AttemptOutcome.RETRYING, duration_ms, ambiguous=True, error=f"connection to SPP lost: {_short(exc)}")
 
 
 def _never_connected(exc: requests.RequestException) -> bool:
@@ -135,13 +138,17 @@ def _classify(response: requests.Response, duration_ms: int) -> Outcome:
         ticket_id = _ticket_id(response)
         if ticket_id is None:
             # SPP said yes without an id: re-sending could create a second ticket
-            return Outcome("failed", duration_ms, error=f"SPP answered {status} without a ticket id", **common)
-        return Outcome("delivered", duration_ms, ticket_id=ticket_id, **common)
+            return Outcome(
+                AttemptOutcome.FAILED, duration_ms, error=f"SPP answered {status} without a ticket id", **common
+            )
+        return Outcome(AttemptOutcome.DELIVERED, duration_ms, ticket_id=ticket_id, **common)
     if status in RETRYABLE_STATUSES or status >= 500:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return Outcome("retry", duration_ms, error=f"SPP answered {status}", retry_after=retry_after, **common)
+        return Outcome(
+            AttemptOutcome.RETRYING, duration_ms, error=f"SPP answered {status}", retry_after=retry_after, **common
+        )
     reason = "rejected the ticket" if status in REJECTED_STATUSES else "gave an unexpected answer"
-    return Outcome("failed", duration_ms, error=f"SPP {reason}: HTTP {status}", **common)
+    return Outcome(AttemptOutcome.FAILED, duration_ms, error=f"SPP {reason}: HTTP {status}", **common)
 
 
 def _ticket_id(response: requests.Response) -> int | None:

@@ -80,10 +80,6 @@ def build_ticket_request(
     return request
 
 
-def with_event_id(request: dict[str, Any], event_id: str) -> dict[str, Any]:
-    return {**request, "metadata": {**request.get("metadata", {}), "bridge_event_id": event_id}}
-
-
 def _render(value: Any, context: dict[str, Any], key: str) -> Any:
     if isinstance(value, Template):
         try:

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import socket
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from queue import Queue
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.metrics import ATTEMPTS, DELIVERY_SECONDS, FINISHED
 from bridge.retry import Decision, RetryPolicy, decide
 from bridge.spp_client import Outcome, SppClient
-from bridge.store import NOTIFY_CHANNEL, Claim, Store
+from bridge.status import AttemptOutcome, Status
+from bridge.store.queue import NOTIFY_CHANNEL, Claim, DeliveryQueue
 
 log = logging.getLogger("bridge.worker")
 
@@ -40,7 +40,7 @@ def worker_name() -> str:
 class Worker:
     def __init__(
         self,
-        store: Store,
+        queue: DeliveryQueue,
         client: SppClient,
         policy: RetryPolicy,
         *,
@@ -50,7 +50,7 @@ class Worker:
         grace_seconds: float = 8.0,
         wake: threading.Event | None = None,
     ) -> None:
-        self.store = store
+        self.queue = queue
         self.client = client
         self.policy = policy
         self.concurrency = concurrency
@@ -60,7 +60,7 @@ class Worker:
         self.wake = wake or threading.Event()
         self.owner = worker_name()
         self.stopping = threading.Event()
-        self._inbox: queue.Queue[Claim | None] = queue.Queue()
+        self._inbox: Queue[Claim | None] = Queue()
         self._lock = threading.Lock()
         self._in_flight: dict[str, Claim] = {}
         self._threads: list[threading.Thread] = []
@@ -103,7 +103,7 @@ class Worker:
         """Claim events for idle delivery threads (busy ones take their next event themselves)."""
         try:
             if time.monotonic() >= self._next_sweep:
-                self.store.expire_leases(utcnow())
+                self.queue.expire_leases(utcnow())
                 self._next_sweep = time.monotonic() + self._sweep_every
             with self._lock:
                 free = self.concurrency - len(self._in_flight)
@@ -111,7 +111,7 @@ class Worker:
                 self.wake.wait(self.poll_seconds)
                 self.wake.clear()
                 return 0
-            claims = self.store.claim(self.owner, free, self.lease_seconds, utcnow())
+            claims = self.queue.claim(self.owner, free, self.lease_seconds, utcnow())
         except SQLAlchemyError as exc:
             log.warning("cannot claim events (database unavailable?): %s", type(exc).__name__)
             self.stopping.wait(min(5.0, self.poll_seconds * 4))
@@ -153,14 +153,14 @@ class Worker:
     def deliver(self, claim: Claim) -> Claim | None:
         """Send one claimed event and record the outcome; answer the next event this thread leased."""
         if self.stopping.is_set():
-            self.store.release(claim, utcnow())
+            self.queue.release(claim, utcnow())
             return None
         outcome = self.client.create_ticket(claim.ticket_request, claim.request_id)
         now = utcnow()
         decision = decide(self.policy, outcome, claim.attempt_in_window, claim.retry_window_start, now)
         ATTEMPTS.labels("ambiguous" if outcome.ambiguous else outcome.result).inc()
         DELIVERY_SECONDS.observe(outcome.duration_ms / 1000)
-        if decision.status in ("delivered", "failed"):
+        if decision.status in (Status.DELIVERED, Status.FAILED):
             FINISHED.labels(decision.status).inc()
         log.info(
             "attempt %d for %s: %s (HTTP %s, %d ms)%s",
@@ -185,15 +185,11 @@ class Worker:
     def _record(self, claim: Claim, outcome: Outcome, decision: Decision, now: datetime) -> Claim | None:
         """Write the attempt and lease the next due event in the same transaction (none when
         stopping); keep trying while the database is away, since SPP may hold a ticket."""
-        attempt = attempt_row(outcome, now)
-        changes = event_changes(outcome, decision, now)
         delay, give_up_at = 0.5, None
         while True:
             try:
-                if self.stopping.is_set():
-                    finished, taken = self.store.finish(claim, attempt, changes, now), None
-                else:
-                    finished, taken = self.store.finish_and_claim(claim, attempt, changes, now, self.lease_seconds)
+                next_lease = None if self.stopping.is_set() else self.lease_seconds
+                finished, taken = self.queue.record(claim, outcome, decision, now, next_lease)
                 if not finished:
                     log.warning("lease on %s was lost; attempt recorded only", claim.event_id, extra=_extra(claim))
                 return taken
@@ -226,43 +222,12 @@ class Worker:
 
     def _hand_back(self, claim: Claim) -> None:
         now = utcnow()
-        outcome = Outcome("retry", 0, ambiguous=True, error="worker stopped while waiting for SPP's answer")
+        lost = "worker stopped while waiting for SPP's answer"
+        outcome = Outcome(AttemptOutcome.RETRYING, 0, ambiguous=True, error=lost)
         try:
-            self.store.finish(
-                claim,
-                attempt_row(outcome, now),
-                {"status": "retrying", "next_attempt_at": now, "last_error": outcome.error},
-                now,
-            )
+            self.queue.record(claim, outcome, Decision(Status.RETRYING, next_attempt_at=now, reason=lost), now)
         except SQLAlchemyError:
             log.error("could not hand back %s; its lease will expire", claim.event_id, extra=_extra(claim))
-
-
-def attempt_row(outcome: Outcome, now: datetime) -> dict[str, Any]:
-    return {
-        "started_at": datetime.fromtimestamp(now.timestamp() - outcome.duration_ms / 1000, UTC),
-        "duration_ms": outcome.duration_ms,
-        "outcome": outcome.result,
-        "http_status": outcome.http_status,
-        "error": outcome.error,
-        "ambiguous": outcome.ambiguous,
-        "ticket_id": outcome.ticket_id,
-        "spp_request_id": outcome.spp_request_id,
-        "response_excerpt": outcome.response_excerpt,
-    }
-
-
-def event_changes(outcome: Outcome, decision: Decision, now: datetime) -> dict[str, Any]:
-    changes: dict[str, Any] = {"status": decision.status, "last_error": decision.reason}
-    if decision.status == "delivered":
-        changes.update(
-            ticket_id=outcome.ticket_id, spp_request_id=outcome.spp_request_id, delivered_at=now, next_attempt_at=None
-        )
-    elif decision.status == "retrying":
-        changes["next_attempt_at"] = decision.next_attempt_at
-    else:
-        changes["next_attempt_at"] = None
-    return changes
 
 
 def _extra(claim: Claim) -> dict[str, str]:

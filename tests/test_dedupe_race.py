@@ -29,7 +29,7 @@ def test_ten_identical_requests_make_one_event_and_one_ticket(app: Flask, sandbo
     assert len(ids) == 1
     assert sum(1 for a in answers if a.json().get("duplicate")) == 9
     runtime = get_runtime(app)
-    assert runtime.store.count_by_status() == {"queued": 1}
+    assert runtime.store.queries.count_by_status() == {"queued": 1}
     deliver_all(runtime)
     assert len(sandbox.sandbox.tickets) == 1
     assert sandbox.sandbox.tickets[0]["request"]["metadata"]["bridge_event_id"] == ids.pop()

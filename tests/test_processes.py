@@ -67,7 +67,7 @@ def post(app: Flask, n: int = 0) -> str:
 
 
 def status_of(app: Flask, event_id: str) -> str:
-    found = get_runtime(app).store.get_event(event_id)
+    found = get_runtime(app).store.queries.get_event(event_id)
     assert found
     return str(found["status"])
 
@@ -92,7 +92,9 @@ def test_two_workers_deliver_200_events_exactly_once(pg_url, env_for, own_sandbo
     try:
         wait_for(lambda: all(started(log) for log in logs), timeout=30)
         ids = [post(app, n) for n in range(200)]
-        wait_for(lambda: get_runtime(app).store.count_by_status() == {"delivered": 200}, timeout=90, interval=0.2)
+        wait_for(
+            lambda: get_runtime(app).store.queries.count_by_status() == {"delivered": 200}, timeout=90, interval=0.2
+        )
     finally:
         codes = [stop(w) for w in workers]
     assert codes == [0, 0]
@@ -118,8 +120,8 @@ def test_killed_worker_lease_expires_and_another_delivers(pg_url, env_for, own_s
         wait_for(lambda: status_of(app, event_id) == "delivered", timeout=30)
     finally:
         assert stop(second) == 0
-    log = get_runtime(app).store.list_attempts(event_id)
-    assert [(a["ambiguous"], a["outcome"]) for a in log] == [(True, "retry"), (False, "delivered")]
+    log = get_runtime(app).store.queries.list_attempts(event_id)
+    assert [(a["ambiguous"], a["outcome"]) for a in log] == [(True, "retrying"), (False, "delivered")]
     assert "lease expired" in log[0]["error"]
     mine = [t for t in own_sandbox.sandbox.tickets if t["request"]["metadata"]["bridge_event_id"] == event_id]
     assert 1 <= len(mine) <= 2  # two only because the killed attempt reached SPP: recorded as ambiguous
@@ -161,7 +163,7 @@ def test_sigterm_mid_delivery_hands_back_within_10_seconds(sqlite_url, env_for, 
     wait_for(lambda: own_sandbox.sandbox.requests_seen == 1, timeout=30)
     assert stop(worker, timeout=10) == 0
     assert status_of(app, event_id) == "retrying"
-    [attempt] = get_runtime(app).store.list_attempts(event_id)
+    [attempt] = get_runtime(app).store.queries.list_attempts(event_id)
     assert attempt["ambiguous"] is True and "stopped" in attempt["error"]
 
 
@@ -257,5 +259,5 @@ def test_gunicorn_sigterm_hands_back_embedded_delivery(sqlite_url, env_for, own_
     assert stop(web, timeout=15) == 0
     assert time.monotonic() - started_at < 10.5
     assert status_of(app, event_id) == "retrying"
-    [attempt] = get_runtime(app).store.list_attempts(event_id)
+    [attempt] = get_runtime(app).store.queries.list_attempts(event_id)
     assert attempt["ambiguous"] is True and "stopped" in attempt["error"]

@@ -13,10 +13,10 @@ from sqlalchemy import update
 
 from bridge.db import events
 from bridge.message import Attachment, InboundMessage
-from bridge.replay import message_from_dict
 from bridge.runtime import Runtime, get_runtime
 from bridge.sandbox import SandboxServer
-from bridge.store import NewEvent
+from bridge.status import Status
+from bridge.store import Added, NewEvent
 from tests.conftest import AppFactory, admin_headers, api_headers, deliver_all
 
 NO_DEFAULT_USER = """
@@ -89,21 +89,23 @@ AUTO_REPLY = InboundMessage(
 def add_discarded(
     runtime: Runtime, event_id: str = "evt_00000000000000000000discarded", message: dict[str, Any] | None = None
 ) -> str:
-    now = datetime.now(UTC)
+    """A discarded event; ``message`` replaces its stored message as a row of an older version might hold it."""
     new = NewEvent(
         id=event_id,
         source="api",
-        dedupe_key=event_id,
-        status="discarded",
+        status=Status.DISCARDED,
+        message=AUTO_REPLY,
+        ticket_request=None,
+        last_error="discarded: automatic reply",
+        received_at=datetime.now(UTC),
         request_id="req-discarded",
         raw_request={"method": "POST", "path": "/hooks/api", "query": {}, "headers": {}},
         raw_body=b"{}",
-        message=AUTO_REPLY.to_dict() if message is None else message,
-        ticket_request=None,
-        last_error="discarded: automatic reply",
-        received_at=now,
     )
-    assert runtime.store.add_event(new) == (event_id, "discarded", True)
+    assert runtime.store.events.add(new) == Added(event_id, Status.DISCARDED, True)
+    if message is not None:
+        with runtime.store.engine.begin() as conn:
+            conn.execute(update(events).where(events.c.id == event_id).values(message=message))
     return event_id
 
 
@@ -163,8 +165,8 @@ def test_replay_a_discarded_event(app: Flask, runtime: Runtime, sandbox: Sandbox
 
 
 def test_stored_messages_come_back_whole() -> None:
-    assert message_from_dict(AUTO_REPLY.to_dict()) == AUTO_REPLY
-    assert message_from_dict({**AUTO_REPLY.to_dict(), "field_of_an_older_version": 1}) == AUTO_REPLY
+    assert InboundMessage.from_dict(AUTO_REPLY.to_dict()) == AUTO_REPLY
+    assert InboundMessage.from_dict({**AUTO_REPLY.to_dict(), "field_of_an_older_version": 1}) == AUTO_REPLY
 
 
 @pytest.mark.parametrize("message", [{}, {"subject": "no dedupe key"}])

@@ -10,15 +10,16 @@ from hypothesis import strategies as st
 
 from bridge.retry import Decision, RetryPolicy, decide
 from bridge.spp_client import Outcome
+from bridge.status import AttemptOutcome
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 MAX_AGE = timedelta(hours=72)
 POLICY = RetryPolicy(base_seconds=30.0, max_seconds=3600.0, max_attempts=12, max_age_seconds=72 * 3600.0)
-BUSY = Outcome("retry", 40, http_status=503, error="SPP answered 503")
+BUSY = Outcome(AttemptOutcome.RETRYING, 40, http_status=503, error="SPP answered 503")
 
 
 def retry(retry_after: float | None = None, error: str = "SPP answered 429") -> Outcome:
-    return Outcome("retry", 25, http_status=429, error=error, retry_after=retry_after)
+    return Outcome(AttemptOutcome.RETRYING, 25, http_status=429, error=error, retry_after=retry_after)
 
 
 def test_defaults_match_the_contract() -> None:
@@ -91,13 +92,13 @@ def test_delay_bounds(base: float, factor: float, attempt: int, retry_after: flo
 
 
 def test_delivered_is_delivered() -> None:
-    outcome = Outcome("delivered", 30, http_status=201, ticket_id=9, spp_request_id="api-1")
+    outcome = Outcome(AttemptOutcome.DELIVERED, 30, http_status=201, ticket_id=9, spp_request_id="api-1")
 
     assert decide(POLICY, outcome, 1, NOW, NOW) == Decision("delivered")
 
 
 def test_failed_outcome_fails_with_its_error() -> None:
-    outcome = Outcome("failed", 30, http_status=422, error="SPP rejected the ticket: HTTP 422")
+    outcome = Outcome(AttemptOutcome.FAILED, 30, http_status=422, error="SPP rejected the ticket: HTTP 422")
 
     assert decide(POLICY, outcome, 1, NOW, NOW) == Decision("failed", reason="SPP rejected the ticket: HTTP 422")
 
@@ -120,7 +121,9 @@ def test_retry_waits_as_long_as_retry_after_asks() -> None:
 
 
 def test_ambiguous_timeout_retries() -> None:
-    outcome = Outcome("retry", 30000, ambiguous=True, error="SPP did not answer within the read timeout")
+    outcome = Outcome(
+        AttemptOutcome.RETRYING, 30000, ambiguous=True, error="SPP did not answer within the read timeout"
+    )
 
     decision = decide(POLICY, outcome, 1, NOW, NOW)
 

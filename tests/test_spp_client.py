@@ -286,7 +286,7 @@ def test_retryable_status_retries(client: SppClient, sandbox: SandboxServer, sta
 
     outcome = client.create_ticket(TICKET)
 
-    assert outcome.result == "retry"
+    assert outcome.result == "retrying"
     assert outcome.http_status == status
     assert outcome.error == f"SPP answered {status}"
     assert json.loads(outcome.response_excerpt or "") == sandbox_excerpt(status)
@@ -301,7 +301,7 @@ def test_wrong_token_retries_on_real_401(sandbox: SandboxServer) -> None:
     outcome = spp.create_ticket(TICKET)
     spp.close()
 
-    assert (outcome.result, outcome.http_status) == ("retry", 401)
+    assert (outcome.result, outcome.http_status) == ("retrying", 401)
     assert json.loads(outcome.response_excerpt or "") == {"message": "Unauthenticated."}
     assert sandbox.sandbox.tickets == []
 
@@ -312,7 +312,7 @@ def test_retry_after_seconds_are_kept(client: SppClient, sandbox: SandboxServer,
 
     outcome = client.create_ticket(TICKET)
 
-    assert outcome.result == "retry"
+    assert outcome.result == "retrying"
     assert outcome.http_status == int(step.split(":")[0])
     assert outcome.retry_after == seconds
 
@@ -323,7 +323,7 @@ def test_retry_after_http_date_is_parsed(stub: StubSpp, stub_client: SppClient) 
 
     outcome = stub_client.create_ticket(TICKET)
 
-    assert (outcome.result, outcome.http_status) == ("retry", 503)
+    assert (outcome.result, outcome.http_status) == ("retrying", 503)
     # the date is whole seconds and time has passed since: a little under an hour
     assert outcome.retry_after is not None
     assert 3500 <= outcome.retry_after <= 3600
@@ -335,7 +335,7 @@ def test_refused_connection_retries_and_is_not_ambiguous() -> None:
     outcome = spp.create_ticket(TICKET)
     spp.close()
 
-    assert outcome.result == "retry"
+    assert outcome.result == "retrying"
     assert outcome.ambiguous is False  # nothing reached SPP: re-sending cannot duplicate
     assert (outcome.error or "").startswith("could not connect to SPP: ConnectionError")
     assert (outcome.http_status, outcome.retry_after, outcome.response_excerpt) == (None, None, None)
@@ -348,7 +348,7 @@ def test_read_timeout_retries_and_is_ambiguous(sandbox: SandboxServer) -> None:
     outcome = spp.create_ticket(TICKET)
     spp.close()
 
-    assert outcome.result == "retry"
+    assert outcome.result == "retrying"
     assert outcome.ambiguous is True
     assert outcome.error == "SPP did not answer within the read timeout"
     assert outcome.http_status is None
@@ -363,7 +363,7 @@ def test_connection_reset_retries_and_is_ambiguous(client: SppClient, sandbox: S
 
     outcome = client.create_ticket(TICKET)
 
-    assert outcome.result == "retry"
+    assert outcome.result == "retrying"
     assert outcome.ambiguous is True
     assert (outcome.error or "").startswith("connection to SPP lost: ConnectionError")
     assert (outcome.http_status, outcome.response_excerpt) == (None, None)
@@ -373,7 +373,7 @@ def test_connection_reset_retries_and_is_ambiguous(client: SppClient, sandbox: S
 def test_client_never_resends_a_post(client: SppClient, sandbox: SandboxServer, step: int | str) -> None:
     sandbox.sandbox.script(step)
 
-    assert client.create_ticket(TICKET).result == "retry"
+    assert client.create_ticket(TICKET).result == "retrying"
     assert sandbox.sandbox.requests_seen == 1
     assert sandbox.sandbox.tickets == []
 
@@ -383,7 +383,7 @@ def test_next_call_after_a_reset_delivers(client: SppClient, sandbox: SandboxSer
 
     outcomes = [client.create_ticket(TICKET).result for _ in range(2)]
 
-    assert outcomes == ["retry", "delivered"]
+    assert outcomes == ["retrying", "delivered"]
     assert sandbox.sandbox.requests_seen == 2
 
 

@@ -13,10 +13,15 @@ from typing import Any
 from flask import Flask
 from sqlalchemy.exc import StatementError
 
-from bridge.db import WriteLock, make_engine
+from bridge.db import make_engine
+from bridge.message import InboundMessage
 from bridge.migrate import upgrade
+from bridge.retry import Decision
 from bridge.runtime import Runtime
-from bridge.store import NewEvent, OneTimeToken, ReplayedToken, Store
+from bridge.spp_client import Outcome
+from bridge.status import AttemptOutcome, Status
+from bridge.store import Added, NewEvent, OneTimeToken, ReplayedToken, Store
+from bridge.store.sqlite import WriteLock
 from tests.conftest import ROOT, api_headers
 
 
@@ -34,7 +39,7 @@ def test_search_matches_sender_name_address_or_subject(app: Flask, runtime: Runt
     c = post(app, "open", email="\x00evil@example.org", subject="Nothing")
 
     def found(term: str) -> list[str]:
-        return [e["id"] for e in runtime.store.list_events(None, None, 10, None, search=term)[0]]
+        return [e["id"] for e in runtime.store.queries.list_events(None, None, 10, None, search=term)[0]]
 
     assert found("ZOË") == [a]
     assert found("bigcustomer") == [a]
@@ -49,7 +54,7 @@ def test_latest_event_per_source(app: Flask, runtime: Runtime) -> None:
     post(app, "api", email="a@example.com", subject="one")
     second = post(app, "api", email="a@example.com", subject="two")
     other = post(app, "open", email="b@example.com", subject="three")
-    latest = runtime.store.latest_by_source()
+    latest = runtime.store.queries.latest_by_source()
     assert {s: e["id"] for s, e in latest.items()} == {"api": second, "open": other}
     assert latest["api"]["status"] == "queued"
 
@@ -61,26 +66,25 @@ def test_claims_take_exactly_the_limit_oldest_first(app: Flask, runtime: Runtime
     now = datetime.now(UTC)
     taken = []
     for limit in (1, 1, 2, 1, 1, 1, 1, 1, 1, 1, 3):
-        claims = runtime.store.claim("test-worker", limit, 60, now)
+        claims = runtime.store.queue.claim("test-worker", limit, 60, now)
         assert len(claims) == limit
         taken += [c.event_id for c in claims]
     assert taken == ids[:14]
-    assert runtime.store.count_by_status() == {"delivering": 14, "queued": 2}
+    assert runtime.store.queries.count_by_status() == {"delivering": 14, "queued": 2}
 
 
 def test_finish_and_claim_records_one_event_and_leases_the_next(app: Flask, runtime: Runtime) -> None:
     first, second = post(app, "api", subject="one"), post(app, "api", subject="two")
     now = datetime.now(UTC)
-    [claim] = runtime.store.claim("test-worker", 1, 60, now)
-    attempt = {"started_at": now, "duration_ms": 5, "outcome": "delivered", "http_status": 201, "ticket_id": 7}
-    changes = {"status": "delivered", "ticket_id": 7, "delivered_at": now, "next_attempt_at": None, "last_error": None}
-    finished, taken = runtime.store.finish_and_claim(claim, attempt, changes, now, 60)
+    [claim] = runtime.store.queue.claim("test-worker", 1, 60, now)
+    outcome = Outcome(AttemptOutcome.DELIVERED, 5, http_status=201, ticket_id=7)
+    finished, taken = runtime.store.queue.record(claim, outcome, Decision(Status.DELIVERED), now, 60)
     assert (claim.event_id, finished) == (first, True)
     assert taken is not None and taken.event_id == second and taken.attempt == 1
-    assert runtime.store.get_event(first)["ticket_id"] == 7  # type: ignore[index]
-    assert runtime.store.get_event(second)["ticket_id"] is None  # type: ignore[index]
-    assert runtime.store.count_by_status() == {"delivered": 1, "delivering": 1}
-    assert [a["number"] for a in runtime.store.list_attempts(first)] == [1]
+    assert runtime.store.queries.get_event(first)["ticket_id"] == 7  # type: ignore[index]
+    assert runtime.store.queries.get_event(second)["ticket_id"] is None  # type: ignore[index]
+    assert runtime.store.queries.count_by_status() == {"delivered": 1, "delivering": 1}
+    assert [a["number"] for a in runtime.store.queries.list_attempts(first)] == [1]
 
 
 def test_write_lock_lets_one_thread_in_at_a_time(tmp_path) -> None:
@@ -111,7 +115,7 @@ def test_write_lock_lets_one_thread_in_at_a_time(tmp_path) -> None:
 _COUNT_UNDER_LOCK = """
 import sys, time
 from pathlib import Path
-from bridge.db import WriteLock
+from bridge.store.sqlite import WriteLock
 lock, counter = WriteLock(sys.argv[1]), Path(sys.argv[2])
 for _ in range(300):
     with lock.hold():
@@ -131,20 +135,19 @@ def test_write_lock_queues_processes(tmp_path) -> None:
     assert counter.read_text() == "900"
 
 
-def _new_event(n: int, dedupe_key: str | None = None, message: dict[str, Any] | None = None) -> NewEvent:
+def _new_event(n: int, dedupe_key: str | None = None, fields: dict[str, Any] | None = None) -> NewEvent:
     now = datetime.now(UTC)
+    message = InboundMessage(dedupe_key=dedupe_key or f"key-{n}", subject=f"message {n}", fields=fields or {})
     return NewEvent(
         id=f"evt_group_{n:04d}",
         source="api",
-        dedupe_key=dedupe_key or f"key-{n}",
-        status="queued",
-        request_id=None,
-        raw_request={"method": "POST", "path": "/hooks/api", "query": {}, "headers": {}},
-        raw_body=b"{}",
-        message=message if message is not None else {"subject": f"message {n}"},
+        status=Status.QUEUED,
+        message=message,
         ticket_request={"subject": f"message {n}"},
         last_error=None,
         received_at=now,
+        raw_request={"method": "POST", "path": "/hooks/api", "query": {}, "headers": {}},
+        raw_body=b"{}",
     )
 
 
@@ -155,18 +158,20 @@ def _add_as_one_group(store: Store, events: list[tuple[NewEvent, OneTimeToken | 
 
     def add(i: int) -> None:
         try:
-            outcomes[i] = store.add_event(*events[i])
+            outcomes[i] = store.events.add(*events[i])
         except Exception as exc:
             outcomes[i] = exc
 
     threads = [threading.Thread(target=add, args=(i,)) for i in range(len(events))]
-    with store._write_lock.threads_turn():  # type: ignore[union-attr]
+    group = store.events.group
+    assert group is not None
+    with group.lock.threads_turn():
         for t in threads:
             t.start()
         deadline = time.monotonic() + 10
-        while len(store._arrivals) < len(events) and time.monotonic() < deadline:
+        while group.waiting() < len(events) and time.monotonic() < deadline:
             time.sleep(0.005)
-        assert len(store._arrivals) == len(events)
+        assert group.waiting() == len(events)
     for t in threads:
         t.join(timeout=10)
     return outcomes
@@ -180,17 +185,17 @@ def test_sqlite_group_commit_answers_each_request_its_own_outcome(sqlite_url: st
     events = [
         (_new_event(1), None),
         (_new_event(2, dedupe_key="key-1"), None),  # same message as the first: a duplicate
-        (_new_event(3, message={"subject": object()}), None),  # cannot be stored: fails alone
+        (_new_event(3, fields={"x": object()}), None),  # cannot be stored: fails alone
         (_new_event(4), token),
         (_new_event(5), token),  # the same one-time token with another message: a replay
         (_new_event(6), None),
     ]
     outcomes = _add_as_one_group(store, events)
 
-    assert outcomes[0] == ("evt_group_0001", "queued", True)
-    assert outcomes[1] == ("evt_group_0001", "queued", False)
+    assert outcomes[0] == Added("evt_group_0001", Status.QUEUED, True)
+    assert outcomes[1] == Added("evt_group_0001", Status.QUEUED, False)
     assert isinstance(outcomes[2], StatementError)
-    assert outcomes[3] == ("evt_group_0004", "queued", True)
+    assert outcomes[3] == Added("evt_group_0004", Status.QUEUED, True)
     assert isinstance(outcomes[4], ReplayedToken)
-    assert outcomes[5] == ("evt_group_0006", "queued", True)
-    assert store.event_ids("queued") == ["evt_group_0001", "evt_group_0004", "evt_group_0006"]
+    assert outcomes[5] == Added("evt_group_0006", Status.QUEUED, True)
+    assert store.queries.event_ids(Status.QUEUED) == ["evt_group_0001", "evt_group_0004", "evt_group_0006"]

@@ -15,7 +15,7 @@ from bridge.message import Attachment, InboundMessage
 from bridge.providers import PROVIDERS
 from bridge.sources import SourcesConfig, load_sources
 from bridge.spp_schema import validate_ticket_request
-from bridge.tickets import build_ticket_request, lookup_client, with_event_id
+from bridge.tickets import build_ticket_request, lookup_client
 
 RECEIVED = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 TOP_CLIENTS = {"alice@example.com": 12, "@example.com": 13, "@bigcustomer.com": 30}
@@ -269,13 +269,6 @@ def test_event_id_added_to_metadata(configure: Any) -> None:
 def test_event_id_overrides_a_configured_one(configure: Any) -> None:
     request = build(configure({"metadata": {"bridge_event_id": "forged"}}), event_id="evt_3")
     assert request["metadata"] == {"bridge_event_id": "evt_3"}
-
-
-def test_with_event_id() -> None:
-    request = {"user_id": 1, "subject": "s", "metadata": {"a": "b"}}
-    assert with_event_id(request, "e")["metadata"] == {"a": "b", "bridge_event_id": "e"}
-    assert request["metadata"] == {"a": "b"}
-    assert with_event_id({"user_id": 1, "subject": "s"}, "e")["metadata"] == {"bridge_event_id": "e"}
 
 
 # --- template variables --------------------------------------------------------------------------

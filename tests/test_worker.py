@@ -25,9 +25,9 @@ def post(app: Flask, body: dict | None = None) -> str:
 
 
 def event(runtime: Runtime, event_id: str) -> dict:
-    found = runtime.store.get_event(event_id)
+    found = runtime.store.queries.get_event(event_id)
     assert found is not None
-    found["attempt_log"] = runtime.store.list_attempts(event_id)
+    found["attempt_log"] = runtime.store.queries.list_attempts(event_id)
     return found
 
 
@@ -54,7 +54,7 @@ def test_503_is_retried_until_delivered(app: Flask, runtime: Runtime, sandbox) -
     got = event(runtime, event_id)
     assert got["status"] == "delivered" and got["attempts"] == 3
     assert [a["http_status"] for a in got["attempt_log"]] == [503, 503, 201]
-    assert [a["outcome"] for a in got["attempt_log"]] == ["retry", "retry", "delivered"]
+    assert [a["outcome"] for a in got["attempt_log"]] == ["retrying", "retrying", "delivered"]
     assert len(sandbox.sandbox.tickets) == 1
 
 
@@ -138,7 +138,7 @@ def test_refused_connection_is_retried_and_not_ambiguous(make_app) -> None:
 def test_expired_lease_is_taken_over(app: Flask, runtime: Runtime, sandbox) -> None:
     event_id = post(app)
     now = datetime.now(UTC)
-    [claim] = runtime.store.claim("crashed-worker", 1, 0.01, now)  # a worker that dies holding it
+    [claim] = runtime.store.queue.claim("crashed-worker", 1, 0.01, now)  # a worker that dies holding it
     assert claim.event_id == event_id
     time.sleep(0.05)  # past the 10 ms lease
     deliver_all(runtime)
@@ -151,14 +151,16 @@ def test_expired_lease_is_taken_over(app: Flask, runtime: Runtime, sandbox) -> N
 
 def test_a_live_lease_is_not_taken(app: Flask, runtime: Runtime, sandbox) -> None:
     post(app)
-    runtime.store.claim("busy-worker", 1, 60, datetime.now(UTC))
+    runtime.store.queue.claim("busy-worker", 1, 60, datetime.now(UTC))
     deliver_all(runtime)
     assert sandbox.sandbox.requests_seen == 0
 
 
 def test_new_event_wakes_the_worker(app: Flask, runtime: Runtime, sandbox) -> None:
     """With a 60 s poll, only the wake-up from the web layer can deliver this in time."""
-    worker = Worker(runtime.store, runtime.spp_client(), runtime.retry_policy(), poll_seconds=60, wake=runtime.wake)
+    worker = Worker(
+        runtime.store.queue, runtime.spp_client(), runtime.retry_policy(), poll_seconds=60, wake=runtime.wake
+    )
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
@@ -176,7 +178,9 @@ def test_stop_hands_back_in_flight_delivery(make_app, sandbox) -> None:
     runtime = get_runtime(app)
     sandbox.sandbox.script("hang:3")
     event_id = post(app)
-    worker = Worker(runtime.store, runtime.spp_client(), runtime.retry_policy(), poll_seconds=0.05, grace_seconds=0.5)
+    worker = Worker(
+        runtime.store.queue, runtime.spp_client(), runtime.retry_policy(), poll_seconds=0.05, grace_seconds=0.5
+    )
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     wait_for(lambda: sandbox.sandbox.requests_seen == 1)

@@ -10,7 +10,6 @@ from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import NotFound
 
 from bridge.errors import BridgeError, Unauthorized
-from bridge.http.hooks import find_source, preview_ticket
 from bridge.http.schemas import (
     EventDetailSchema,
     EventListQuerySchema,
@@ -18,6 +17,7 @@ from bridge.http.schemas import (
     ReplayedSchema,
     ReplayQuerySchema,
 )
+from bridge.intake import find_source, preview
 from bridge.replay import UnknownEvent, plausible_event_id, replay_event
 from bridge.runtime import get_runtime
 
@@ -51,19 +51,19 @@ def _query(schema: Schema) -> dict[str, Any]:
 
 
 @admin_api.post("/preview/<source_name>")
-def preview(source_name: str) -> Response:
+def preview_source(source_name: str) -> Response:
     """What /hooks/<source> would send to SPP for this request; stores nothing, sends nothing.
 
     The admin token authorizes the call, so the sender's own secret or signature is not checked.
     """
     runtime = get_runtime()
-    return jsonify(preview_ticket(runtime, find_source(runtime, source_name), request))
+    return jsonify(preview(runtime, find_source(runtime, source_name), request))
 
 
 @admin_api.get("/events")
 def list_events() -> Response:
     args = _query(EventListQuerySchema())
-    rows, cursor = get_runtime().store.list_events(
+    rows, cursor = get_runtime().store.queries.list_events(
         args.get("status"), args.get("source"), args["limit"], args.get("cursor")
     )
     return jsonify(EventListSchema().dump({"events": rows, "next_cursor": cursor}))
@@ -71,11 +71,11 @@ def list_events() -> Response:
 
 @admin_api.get("/events/<event_id>")
 def event_detail(event_id: str) -> Response:
-    store = get_runtime().store
-    event = store.get_event(event_id) if plausible_event_id(event_id) else None
+    queries = get_runtime().store.queries
+    event = queries.get_event(event_id) if plausible_event_id(event_id) else None
     if event is None:
         raise UnknownEvent(f"no event {event_id!r}")
-    event["attempt_log"] = store.list_attempts(event_id)
+    event["attempt_log"] = queries.list_attempts(event_id)
     return jsonify(EventDetailSchema().dump(event))
 
 

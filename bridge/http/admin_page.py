@@ -32,22 +32,20 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from markupsafe import escape
-from sqlalchemy import Engine, select
 from werkzeug import Response
 from werkzeug.exceptions import HTTPException
 from werkzeug.test import EnvironBuilder
 from wtforms import PasswordField, SelectField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired
 
-from bridge.db import events
 from bridge.errors import BridgeError, Unmappable
-from bridge.http.hooks import preview_ticket
+from bridge.intake import preview as preview_ticket
 from bridge.log import scrub
 from bridge.providers import PROVIDERS
 from bridge.replay import plausible_event_id, replay_event
 from bridge.runtime import Runtime, get_runtime
 from bridge.sources import Source
-from bridge.store import unavailable_as_503
+from bridge.status import Status
 from bridge.tickets import human_size
 
 admin_page = Blueprint("admin_page", __name__, url_prefix="/admin")
@@ -63,7 +61,6 @@ class AdminSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
-STATUSES = ("queued", "delivering", "retrying", "delivered", "failed", "discarded")
 PAGE_SIZE, MAX_PAGE_SIZE = 50, 200
 SESSION_SECONDS = 12 * 3600
 SAMPLES = {
@@ -147,7 +144,8 @@ def page_helpers() -> dict[str, Any]:
         "signout_form": SignOutForm(formdata=None, prefix="signout"),
         "when": when,
         "size": human_size,
-        "statuses": STATUSES,
+        "statuses": tuple(Status),
+        "Status": Status,
     }
 
 
@@ -196,20 +194,21 @@ def _refused(message: str = CSRF_REFUSED, status: int = 400) -> ResponseReturnVa
 @admin_page.get("/events")
 def events_list() -> ResponseReturnValue:
     runtime = get_runtime()
+    queries = runtime.store.queries
     filters = _list_filters()
-    rows, next_cursor = runtime.store.list_events(
+    rows, next_cursor = queries.list_events(
         filters["status"], filters["source"], _page_size(), _cursor(), search=filters["q"]
     )
-    messages = _messages(runtime.store.engine, [row["id"] for row in rows])
+    messages = queries.messages([row["id"] for row in rows])
     for row in rows:
         message = messages.get(row["id"]) or {}
         row["sender"], row["subject"] = sender_of(message), message.get("subject") or ""
-    sources = sorted(set(runtime.sources.sources) | set(runtime.store.latest_by_source()))
+    sources = sorted(set(runtime.sources.sources) | set(queries.latest_by_source()))
     next_url = url_for(".events_list", **filters, limit=request.args.get("limit"), cursor=next_cursor)
     return render_template(
         "admin/events.html",
         rows=rows,
-        counts=runtime.store.count_by_status(),
+        counts=queries.count_by_status(),
         filters=filters,
         sources=sources,
         next_url=next_url if next_cursor else None,
@@ -221,7 +220,7 @@ def _list_filters() -> dict[str, Any]:
     status = request.args.get("status") or None
     source = (request.args.get("source") or "")[:100] or None
     q = (request.args.get("q") or "").strip()[:200] or None
-    return {"status": status if status in STATUSES else None, "source": source, "q": q}
+    return {"status": Status(status) if status in tuple(Status) else None, "source": source, "q": q}
 
 
 def _page_size() -> int:
@@ -232,15 +231,6 @@ def _page_size() -> int:
 def _cursor() -> str | None:
     cursor = request.args.get("cursor") or ""
     return cursor if plausible_event_id(cursor) else None
-
-
-def _messages(engine: Engine, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The stored messages of these events (one query; the store's list leaves them out)."""
-    if not ids:
-        return {}
-    query = select(events.c.id, events.c.message).where(events.c.id.in_(ids))
-    with unavailable_as_503(), engine.connect() as conn:
-        return {row.id: row.message or {} for row in conn.execute(query)}
 
 
 def sender_of(message: dict[str, Any]) -> str:
@@ -254,8 +244,8 @@ def pretty(value: Any) -> str:
 
 @admin_page.get("/events/<event_id>")
 def event_page(event_id: str) -> ResponseReturnValue:
-    store = get_runtime().store
-    event = store.get_event(event_id) if plausible_event_id(event_id) else None
+    queries = get_runtime().store.queries
+    event = queries.get_event(event_id) if plausible_event_id(event_id) else None
     if event is None:
         return _refused(f"There is no event {event_id!r}.", 404)
     message = event["message"] or {}
@@ -266,7 +256,7 @@ def event_page(event_id: str) -> ResponseReturnValue:
         sender=sender_of(message),
         fields_json=pretty(message.get("fields") or {}),
         ticket_json=pretty(event["ticket_request"]) if event["ticket_request"] else None,
-        attempts=store.list_attempts(event_id),
+        attempts=queries.list_attempts(event_id),
         form=ReplayForm(formdata=None),
     )
 
@@ -308,7 +298,7 @@ def try_source(source_name: str) -> ResponseReturnValue:
 def _render_sources(tried: str = "", form: TryForm | None = None, result: dict[str, str] | None = None) -> str:
     """Every source; the one just tried shows its form as submitted and the result."""
     runtime = get_runtime()
-    latest = runtime.store.latest_by_source()
+    latest = runtime.store.queries.latest_by_source()
     cards = [_source_card(source, latest.get(name)) for name, source in sorted(runtime.sources.sources.items())]
     for card in cards:
         if card["name"] == tried:

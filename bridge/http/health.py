@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
-from prometheus_client import CONTENT_TYPE_LATEST
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
+from flask import Blueprint, Response, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from bridge import metrics as counters
 from bridge.http.admin_api import check_admin_token
 from bridge.http.openapi import openapi_spec
-from bridge.metrics import render
 from bridge.runtime import get_runtime
+from bridge.status import PENDING
+from bridge.store import EventQueries
 
 health = Blueprint("health", __name__)
 
@@ -29,9 +38,41 @@ def metrics() -> Response:
     """Prometheus text format; the admin bearer token, as scrapers can send one."""
     runtime = get_runtime()
     check_admin_token(runtime.settings.admin_token)
-    return Response(render(runtime.store), mimetype="text/plain", headers={"Content-Type": CONTENT_TYPE_LATEST})
+    body = render_metrics(runtime.store.queries)
+    return Response(body, mimetype="text/plain", headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @health.get("/openapi.json")
 def openapi() -> Response:
     return jsonify(openapi_spec())
+
+
+class QueueCollector(Collector):
+    """Events per status, queue depth and the age of the oldest waiting event, from the database."""
+
+    def __init__(self, queries: EventQueries) -> None:
+        self.queries = queries
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self.queries.count_by_status()
+        by_status = GaugeMetricFamily("bridge_events", "Events in the database, by status", labels=["status"])
+        for status, count in sorted(counts.items()):
+            by_status.add_metric([status], count)
+        yield by_status
+        depth = sum(counts.get(s, 0) for s in PENDING)
+        yield GaugeMetricFamily("bridge_queue_depth", "Events waiting for or in delivery", value=depth)
+        oldest = self.queries.oldest_pending()
+        age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+        yield GaugeMetricFamily("bridge_oldest_queued_seconds", "Age of the oldest event not yet delivered", value=age)
+
+
+def render_metrics(queries: EventQueries) -> bytes:
+    """This process's counters (every process's under gunicorn) and the queue as the database holds it."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)
+    else:
+        for metric in counters.ALL:
+            registry.register(metric)
+    registry.register(QueueCollector(queries))
+    return bytes(generate_latest(registry))

@@ -7,8 +7,9 @@ import re
 from marshmallow import Schema, ValidationError, fields, validate
 
 from bridge.spp_schema import StoreTicketRequestSchema
+from bridge.status import AttemptOutcome, Status
 
-STATUSES = ("queued", "delivering", "retrying", "delivered", "failed", "discarded")
+STATUSES = tuple(Status)
 
 
 class ErrorSchema(Schema):
@@ -39,7 +40,7 @@ class AttemptSchema(Schema):
     number = fields.Integer(required=True)
     started_at = fields.AwareDateTime(required=True)
     duration_ms = fields.Integer(required=True)
-    outcome = fields.String(required=True, validate=validate.OneOf(("delivered", "retry", "failed")))
+    outcome = fields.String(required=True, validate=validate.OneOf(tuple(AttemptOutcome)))
     http_status = fields.Integer(allow_none=True)
     error = fields.String(allow_none=True)
     ambiguous = fields.Boolean(required=True)

@@ -1,8 +1,8 @@
 """The interface every inbound kind implements: verify the raw request, then parse it.
 
-The HTTP layer (bridge/http/hooks.py) calls, in this order: ``verify`` (on the raw
-bytes, before anything is parsed, so a stranger learns nothing about what we accept),
-``check_content_type`` and ``parse``, which returns one :class:`InboundMessage`.
+:meth:`Provider.read` calls, in this order: ``verify`` (on the raw bytes, before anything
+is parsed, so a stranger learns nothing about what we accept), ``check_content_type`` and
+``parse``, which returns one :class:`InboundMessage`.
 A provider never touches the database or SPP.
 """
 
@@ -59,6 +59,15 @@ class Provider:
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         raise NotImplementedError
+
+    def read(self, request: Request, source: Source, verify: bool = True) -> InboundMessage:
+        """The request as this kind reads it: raw bytes (413 when too big), the signature on them
+        (unless a preview skips it), the content type, then the message."""
+        request.get_data(cache=True)
+        if verify:
+            self.verify(request, source)
+        self.check_content_type(request)
+        return self.parse(request, source)
 
     def json_object(self, request: Request) -> dict[str, Any]:
         """The body as a JSON object: 400 when it is not JSON, this kind's reject answer when not an object."""

@@ -86,7 +86,7 @@ def post(app: Flask, subject: str, email: str = "alice@example.com", **extra: st
 
 
 def status_of(runtime: Runtime, event_id: str) -> str:
-    event = runtime.store.get_event(event_id)
+    event = runtime.store.queries.get_event(event_id)
     return event["status"] if event else "missing"
 
 

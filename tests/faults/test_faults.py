@@ -94,7 +94,7 @@ class Sender:
 
 
 def statuses(runtime: Runtime) -> dict[str, int]:
-    return runtime.store.count_by_status()
+    return runtime.store.queries.count_by_status()
 
 
 def wait_until(condition: Callable[[], object], deadline: float, what: Callable[[], str] | str) -> None:

@@ -323,7 +323,7 @@ def test_event_detail(app: Flask, runtime: Runtime, sandbox: Any) -> None:
     assert detail["message"]["fields"] == body
     first, second = detail["attempt_log"]
     assert set(first) == set(second) == ATTEMPT_KEYS
-    assert (first["number"], first["outcome"], first["http_status"], first["ticket_id"]) == (1, "retry", 503, None)
+    assert (first["number"], first["outcome"], first["http_status"], first["ticket_id"]) == (1, "retrying", 503, None)
     assert first["error"] == "SPP answered 503" and first["ambiguous"] is False
     assert (second["number"], second["outcome"], second["http_status"]) == (2, "delivered", 201)
     assert second["ticket_id"] == ticket["id"] and second["error"] is None

@@ -180,7 +180,7 @@ def test_event_page_shows_message_request_and_attempts(app: Flask, runtime: Runt
     deliver_all(runtime)
     make_due(runtime, event_id)
     deliver_all(runtime)
-    event = runtime.store.get_event(event_id)
+    event = runtime.store.queries.get_event(event_id)
     assert event and event["status"] == "delivered"
     html = page(client, f"/admin/events/{event_id}")
     assert event_id in html and "Need help" in html and "Body of Need help" in html
@@ -213,7 +213,7 @@ def test_replay_through_the_form(app: Flask, runtime: Runtime, sandbox) -> None:
     deliver_all(runtime)
     delivered = page(client, f"/admin/events/{event_id}")
     assert 'id="event-status">delivered<' in delivered
-    assert runtime.store.get_event(event_id)["ticket_id"] is not None  # type: ignore[index]
+    assert runtime.store.queries.get_event(event_id)["ticket_id"] is not None  # type: ignore[index]
 
 
 def test_forced_replay_of_a_delivered_event(app: Flask, runtime: Runtime, sandbox) -> None:
@@ -249,7 +249,7 @@ def test_replay_without_csrf_token_is_refused(app: Flask, runtime: Runtime, sand
     assert "CSRF" in response.get_data(as_text=True)
     wrong = client.post(f"/admin/events/{event_id}/replay", data={"replay": "x", "csrf_token": "forged"})
     assert wrong.status_code == 400
-    assert runtime.store.get_event(event_id)["status"] == "failed"  # type: ignore[index]
+    assert runtime.store.queries.get_event(event_id)["status"] == "failed"  # type: ignore[index]
 
 
 def test_sender_data_is_escaped(app: Flask) -> None:
@@ -297,7 +297,7 @@ def test_try_it_with_a_json_source(app: Flask, runtime: Runtime, sandbox) -> Non
     assert "StoreTicketRequest it would send" in html
     assert "&#34;user_id&#34;: 30" in html and "&#34;order&#34;: &#34;7&#34;" in html
     assert "bridge_event_id" not in html
-    assert runtime.store.count_by_status() == {} and sandbox.sandbox.requests_seen == 0
+    assert runtime.store.queries.count_by_status() == {} and sandbox.sandbox.requests_seen == 0
 
 
 def test_try_it_with_a_form_source(app: Flask) -> None:

@@ -43,7 +43,7 @@ def test_metrics_count_what_happened(app: Flask, runtime: Runtime, sandbox) -> N
     assert value(queued, "bridge_oldest_queued_seconds") >= 0
     sandbox.sandbox.script(503)
     deliver_all(runtime)
-    make_due(runtime, runtime.store.list_events(None, None, 1, None)[0][0]["id"])
+    make_due(runtime, runtime.store.queries.list_events(None, None, 1, None)[0][0]["id"])
     deliver_all(runtime)
     after = scrape(app)
 
@@ -54,7 +54,7 @@ def test_metrics_count_what_happened(app: Flask, runtime: Runtime, sandbox) -> N
     assert delta("bridge_events_duplicate_total", source="api") == 1
     assert delta("bridge_requests_rejected_total", status="401", reason="unauthorized") == 1
     assert delta("bridge_accept_seconds_count") == 3
-    assert delta("bridge_delivery_attempts_total", outcome="retry") == 1
+    assert delta("bridge_delivery_attempts_total", outcome="retrying") == 1
     assert delta("bridge_delivery_attempts_total", outcome="delivered") == 1
     assert delta("bridge_events_finished_total", status="delivered") == 1
     assert delta("bridge_delivery_seconds_count") == 2

@@ -20,7 +20,7 @@ def test_preview_answers_the_request_and_stores_nothing(app: Flask, runtime: Run
         "tags": ["api"],
         "order": "7",
     }
-    assert runtime.store.count_by_status() == {}
+    assert runtime.store.queries.count_by_status() == {}
     assert sandbox.sandbox.requests_seen == 0
 
 

@@ -36,7 +36,7 @@ def deliver(app: Flask, sandbox: Any, response: TestResponse) -> dict[str, Any]:
 
 
 def stored_event(app: Flask, event_id: str) -> dict[str, Any]:
-    event = get_runtime(app).store.get_event(event_id)
+    event = get_runtime(app).store.queries.get_event(event_id)
     assert event is not None
     return event
 

@@ -1,0 +1,139 @@
+"""Intake: what becomes of a parsed inbound message before the sender gets its answer.
+
+The HTTP layer verifies and parses a request into an :class:`InboundMessage`; here the
+message gets an event id, its first status (``queued`` with a ticket request, ``discarded``,
+or ``failed`` when it cannot be mapped: stored all the same, so nothing is lost) and is
+stored. The admin API and page preview the same mapping without storing or sending anything.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from werkzeug import Request
+
+from bridge.errors import MappingFailed, Unauthorized, UnknownSource, Unmappable
+from bridge.message import InboundMessage
+from bridge.metrics import ACCEPTED, DUPLICATES
+from bridge.providers import PROVIDERS
+from bridge.runtime import Runtime
+from bridge.sources import Source, SourcesConfig
+from bridge.status import Status
+from bridge.store import Added, NewEvent, OneTimeToken, ReplayedToken
+from bridge.tickets import build_ticket_request
+
+
+@dataclass(frozen=True)
+class Received:
+    """The request as it is kept beside its message, credentials already removed."""
+
+    request_id: str | None
+    raw_request: dict[str, Any]  # method, path, query, headers
+    raw_body: bytes
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """A message's first status: queued with its ticket request, or why it makes no ticket."""
+
+    status: Status
+    ticket_request: dict[str, Any] | None = None
+    failure: MappingFailed | None = None
+
+
+def new_event_id() -> str:
+    """Time-ordered, so that ordering by id is ordering by arrival."""
+    return f"evt_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
+
+
+def find_source(runtime: Runtime, source_name: str) -> Source:
+    source = runtime.sources.sources.get(source_name)
+    if source is None:
+        raise UnknownSource(f"no source named {source_name!r} in the sources file")
+    return source
+
+
+def map_message(
+    message: InboundMessage,
+    source: Source,
+    sources: SourcesConfig,
+    received_at: datetime,
+    event_id: str | None = None,
+) -> Mapped:
+    """Discarded when the provider said so (auto-reply, spam), else the source's ticket mapping."""
+    if message.discard_reason:
+        return Mapped(Status.DISCARDED, failure=MappingFailed(Status.DISCARDED, message.discard_reason))
+    try:
+        return Mapped(Status.QUEUED, build_ticket_request(message, source, sources, received_at, event_id))
+    except MappingFailed as exc:
+        return Mapped(Status.FAILED, failure=exc)
+
+
+def accept(runtime: Runtime, source: Source, message: InboundMessage, received: Received) -> Added:
+    """Store ``message`` as a new event of ``source`` (or find the one it repeats); committed on return.
+
+    Raises Unauthorized when the message reuses a one-time signature token of another message,
+    StoreUnavailable when the database does not answer.
+    """
+    message = _scrubbed(message, source)
+    event_id, received_at = new_event_id(), datetime.now(UTC)
+    mapped = map_message(message, source, runtime.sources, received_at, event_id)
+    new = NewEvent(
+        id=event_id,
+        source=source.name,
+        status=mapped.status,
+        message=message,
+        ticket_request=mapped.ticket_request,
+        last_error=_last_error(mapped),
+        received_at=received_at,
+        request_id=received.request_id,
+        raw_request=received.raw_request,
+        raw_body=received.raw_body,
+    )
+    try:
+        added = runtime.store.events.add(new, _one_time_token(message, source))
+    except ReplayedToken:
+        raise Unauthorized("this signature was already used for another message (replayed request)") from None
+    if added.created:
+        ACCEPTED.labels(source.name, added.status).inc()
+        if added.status == Status.QUEUED:
+            runtime.wake.set()
+    else:
+        DUPLICATES.labels(source.name).inc()
+    return added
+
+
+def preview(runtime: Runtime, source: Source, request: Request) -> dict[str, Any]:
+    """The StoreTicketRequest ``/hooks/<source>`` would send for ``request``; the sender's secret
+    is not checked (the admin token authorized the call). Nothing is stored or sent.
+
+    Raises the hook's own errors, or Unmappable when no ticket would be made.
+    """
+    message = _scrubbed(PROVIDERS[source.kind].read(request, source, verify=False), source)
+    mapped = map_message(message, source, runtime.sources, datetime.now(UTC))
+    if mapped.failure is not None:
+        raise Unmappable(mapped.failure, f"it would be stored as {mapped.status}")
+    assert mapped.ticket_request is not None
+    return mapped.ticket_request
+
+
+def _scrubbed(message: InboundMessage, source: Source) -> InboundMessage:
+    return message.scrubbed([source.secret]) if source.secret else message
+
+
+def _last_error(mapped: Mapped) -> str | None:
+    if mapped.failure is None:
+        return None
+    if mapped.status == Status.DISCARDED:
+        return f"discarded: {mapped.failure.detail}"
+    return str(mapped.failure)
+
+
+def _one_time_token(message: InboundMessage, source: Source) -> OneTimeToken | None:
+    if not message.replay_token:
+        return None
+    return OneTimeToken(message.replay_token, PROVIDERS[source.kind].token_ttl_seconds)

@@ -1,0 +1,38 @@
+"""One vocabulary for where an event stands and what one attempt to deliver it came to.
+
+Both are stored as their string values (``events.status``, ``attempts.outcome``) and shown as
+such by the admin API, so a value never changes once released (docs/behaviour.md section 5).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    QUEUED = "queued"  # stored, due for delivery
+    DELIVERING = "delivering"  # leased by a worker, request in flight
+    RETRYING = "retrying"  # an attempt failed in a way worth trying again; due at next_attempt_at
+    DELIVERED = "delivered"  # SPP created the ticket; ticket_id recorded
+    FAILED = "failed"  # cannot be mapped, refused by SPP, or out of attempts; replayable
+    DISCARDED = "discarded"  # stored but never to become a ticket (auto-reply, spam); replayable
+
+
+# what a worker may claim (the partial index ix_events_due covers exactly these)
+DUE = (Status.QUEUED, Status.RETRYING)
+# not finished yet: the queue depth
+PENDING = (*DUE, Status.DELIVERING)
+# what a replay takes back to queued without force
+REPLAYABLE = (Status.FAILED, Status.DISCARDED)
+
+
+class AttemptOutcome(StrEnum):
+    """What one request to SPP came to; the event's next status has the same name."""
+
+    DELIVERED = "delivered"
+    RETRYING = "retrying"  # worth trying again later (the retry policy may still give up)
+    FAILED = "failed"  # permanent
+
+    @property
+    def status(self) -> Status:
+        return Status(self.value)

@@ -1,0 +1,49 @@
+"""The event store, in three parts with one job each, on one engine.
+
+- :class:`EventStore` (``events.py``): intake (insert-or-duplicate, one-time tokens, SQLite
+  group commit) and replay.
+- :class:`DeliveryQueue` (``queue.py``): claim, record an attempt, release, expire leases; the
+  only storage the delivery worker sees.
+- :class:`EventQueries` (``queries.py``): reads for the admin API and page, metrics and the CLI.
+
+Tables and the engine are in ``bridge/db.py``; SQLite's write lock and group commit in ``sqlite.py``.
+The parts raise :class:`bridge.errors.StoreUnavailable` when the database does not answer; what
+that means for an HTTP caller is decided in ``bridge/http/errors.py``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, text
+
+from bridge.store.base import NOTIFY_CHANNEL, unavailable
+from bridge.store.events import Added, EventStore, NewEvent, OneTimeToken, ReplayedToken
+from bridge.store.queries import EventQueries
+from bridge.store.queue import Claim, DeliveryQueue
+from bridge.store.sqlite import WriteLock
+
+__all__ = [
+    "NOTIFY_CHANNEL",
+    "Added",
+    "Claim",
+    "DeliveryQueue",
+    "EventQueries",
+    "EventStore",
+    "NewEvent",
+    "OneTimeToken",
+    "ReplayedToken",
+    "Store",
+]
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.is_postgres = engine.dialect.name == "postgresql"
+        write_lock = None if self.is_postgres else WriteLock(engine.url.database)
+        self.events = EventStore(engine, write_lock)
+        self.queue = DeliveryQueue(engine, write_lock)
+        self.queries = EventQueries(engine, write_lock)
+
+    def ping(self) -> None:
+        with unavailable(), self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))

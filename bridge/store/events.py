@@ -1,0 +1,208 @@
+"""Events in and back: intake (insert-or-duplicate, one-time tokens, SQLite group commit) and replay.
+
+Uniqueness of (source, dedupe key) is the database's job (``ON CONFLICT DO NOTHING``); a
+second request with the same key is answered with the first event, also when both race.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bridge.db import events, seen_tokens
+from bridge.message import InboundMessage
+from bridge.status import Status
+from bridge.store.base import NOTIFY_CHANNEL, Part, unavailable
+from bridge.store.sqlite import GroupCommit, WriteLock
+
+
+@dataclass
+class NewEvent:
+    """An inbound request as it is stored: the message, what intake decided, and the request as received."""
+
+    id: str
+    source: str
+    status: Status
+    message: InboundMessage
+    ticket_request: dict[str, Any] | None
+    last_error: str | None
+    received_at: datetime
+    request_id: str | None = None
+    raw_request: dict[str, Any] | None = None  # method, path, query, headers (credentials removed)
+    raw_body: bytes = b""
+
+
+@dataclass(frozen=True)
+class OneTimeToken:
+    """A value the sender's signature covers that must never come back with another message."""
+
+    value: str
+    ttl_seconds: float
+
+
+@dataclass(frozen=True)
+class Added:
+    """What :meth:`EventStore.add` did: the event's id and status, and whether it is new."""
+
+    event_id: str
+    status: Status
+    created: bool
+
+
+class ReplayedToken(Exception):
+    """The token was already used for a message with another dedupe key."""
+
+
+@dataclass
+class _Insert:
+    new: NewEvent
+    token: OneTimeToken | None
+    row: dict[str, Any]
+
+
+def search_text(*parts: object) -> str | None:
+    """``parts`` case-folded, printable (PostgreSQL text holds no NUL) and short."""
+    folded = " ".join(str(p) for p in parts if p).casefold()
+    return "".join(c if c.isprintable() else " " for c in folded)[:512] or None
+
+
+class EventStore(Part):
+    def __init__(self, engine: Engine, write_lock: WriteLock | None) -> None:
+        super().__init__(engine, write_lock)
+        # built once: a statement built per call costs more than the insert itself
+        dialect_insert = postgresql.insert if self.is_postgres else sqlite.insert
+        self._insert_event = dialect_insert(events).on_conflict_do_nothing().returning(events.c.id)
+        self._insert_token = dialect_insert(seen_tokens).on_conflict_do_nothing()
+        self._find_event = select(events.c.id, events.c.status).where(
+            events.c.source == bindparam("source"), events.c.dedupe_key == bindparam("dedupe_key")
+        )
+        self._find_token = select(seen_tokens.c.dedupe_key).where(
+            seen_tokens.c.source == bindparam("source"), seen_tokens.c.token == bindparam("token")
+        )
+        self._notify = text("SELECT pg_notify(:c, '')").bindparams(c=NOTIFY_CHANNEL)
+        if self.is_postgres:  # the insert and the workers' wake-up in one round trip
+            columns: dict[str, Any] = {name: bindparam(name) for name in EVENT_ROW}
+            inserted = self._insert_event.values(columns).cte("inserted")
+            self._insert_queued: Any = select(inserted.c.id, func.pg_notify(NOTIFY_CHANNEL, "")).select_from(inserted)
+        else:
+            self._insert_queued = self._insert_event
+        self._next_token_sweep = 0.0
+        self.group = GroupCommit(engine, write_lock, self._write, own_errors=(ReplayedToken,)) if write_lock else None
+
+    # --- intake ----------------------------------------------------------------------
+
+    def add(self, new: NewEvent, token: OneTimeToken | None = None) -> Added:
+        """Insert ``new`` unless its (source, dedupe key) exists; committed when this returns.
+
+        With ``token`` (a signature's one-time value, e.g. Mailgun's), the token is recorded in
+        the same transaction, and :class:`ReplayedToken` is raised, with nothing stored, when it
+        was seen before with another dedupe key.
+        """
+        insert = _Insert(new, token, _row(new))
+        with unavailable():
+            if self.group is not None:
+                return self.group.submit(insert)
+            with self.engine.begin() as conn:
+                return self._write(conn, insert)
+
+    def _write(self, conn: Connection, insert: _Insert) -> Added:
+        new = insert.new
+        if insert.token is not None and not self._remember(conn, new, insert.token):
+            raise ReplayedToken(insert.token.value)
+        statement = self._insert_queued if new.status == Status.QUEUED else self._insert_event
+        created = conn.execute(statement, insert.row).scalar()
+        if created is not None:
+            return Added(created, new.status, True)
+        first = conn.execute(self._find_event, {"source": new.source, "dedupe_key": insert.row["dedupe_key"]}).one()
+        return Added(first.id, Status(first.status), False)
+
+    def _remember(self, conn: Connection, new: NewEvent, token: OneTimeToken) -> bool:
+        """Record ``token``; False when it was seen with another dedupe key."""
+        now = new.received_at
+        if time.monotonic() >= self._next_token_sweep:  # forgetting old tokens can wait a minute
+            conn.execute(delete(seen_tokens).where(seen_tokens.c.seen_at < now - timedelta(seconds=token.ttl_seconds)))
+            self._next_token_sweep = time.monotonic() + 60
+        key = new.message.dedupe_key
+        row = {"source": new.source, "token": token.value[:255], "dedupe_key": key, "seen_at": now}
+        conn.execute(self._insert_token, row)
+        first = conn.execute(self._find_token, {"source": new.source, "token": row["token"]}).scalar_one()
+        return bool(first == key)
+
+    # --- replay ----------------------------------------------------------------------
+
+    def requeue(
+        self, event_id: str, from_statuses: Sequence[Status], ticket_request: dict[str, Any], now: datetime
+    ) -> bool:
+        """Compare-and-set an event in ``from_statuses`` back to queued with a new ticket request.
+
+        Its retry budget starts again (``BRIDGE_MAX_ATTEMPTS`` and the 72 h limit count from now).
+        """
+        values = {
+            "status": Status.QUEUED,
+            "ticket_request": ticket_request,
+            "next_attempt_at": now,
+            "last_error": None,
+            "updated_at": now,
+            "retry_window_start": now,
+            "attempts_at_window_start": events.c.attempts,
+        }
+        with unavailable(), self.writing() as conn:
+            changed = self._set(conn, event_id, from_statuses, values)
+            if changed and self.is_postgres:
+                conn.execute(self._notify)
+            return changed
+
+    def mark_failed(self, event_id: str, from_statuses: Sequence[Status], reason: str, now: datetime) -> bool:
+        """Compare-and-set an event in ``from_statuses`` to failed with ``reason``."""
+        values = {"status": Status.FAILED, "last_error": reason, "next_attempt_at": None, "updated_at": now}
+        with unavailable(), self.writing() as conn:
+            return self._set(conn, event_id, from_statuses, values)
+
+    @staticmethod
+    def _set(conn: Connection, event_id: str, from_statuses: Sequence[Status], values: dict[str, Any]) -> bool:
+        statement = update(events).where(events.c.id == event_id, events.c.status.in_(from_statuses))
+        return bool(conn.execute(statement.values(values)).rowcount == 1)
+
+    def message_of(self, event_id: str) -> tuple[str, InboundMessage | None, datetime] | None:
+        """(source, stored message, received at) of an event; None when there is no such event."""
+        query = select(events.c.source, events.c.message, events.c.received_at).where(events.c.id == event_id)
+        with unavailable(), self.engine.connect() as conn:
+            row = conn.execute(query).one_or_none()
+        if row is None:
+            return None
+        message = InboundMessage.from_dict(row.message) if row.message and row.message.get("dedupe_key") else None
+        return row.source, message, row.received_at
+
+
+def _row(new: NewEvent) -> dict[str, Any]:
+    """The INSERT's values (EVENT_ROW): the message serialised once, the rest derived from ``new``."""
+    message = new.message
+    return {
+        "id": new.id,
+        "source": new.source,
+        "dedupe_key": message.dedupe_key,
+        "status": new.status,
+        "request_id": new.request_id,
+        "raw_request": new.raw_request or {},
+        "raw_body": new.raw_body,
+        "message": message.to_dict(),
+        "ticket_request": new.ticket_request,
+        "last_error": new.last_error,
+        "received_at": new.received_at,
+        "search_text": search_text(message.name, message.email, message.subject),
+        "attempts": 0,
+        "attempts_at_window_start": 0,
+        "retry_window_start": new.received_at,
+        "updated_at": new.received_at,
+        "next_attempt_at": new.received_at if new.status == Status.QUEUED else None,
+    }
+
+
+# the columns an inbound event's INSERT sets
+EVENT_ROW = tuple(_row(NewEvent("", "", Status.QUEUED, InboundMessage(dedupe_key=""), None, None, datetime.min)).keys())

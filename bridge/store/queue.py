@@ -1,0 +1,273 @@
+"""The delivery queue: the only storage a worker sees.
+
+Claims are one compare-and-set ``UPDATE ... RETURNING`` (with ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL); every state change of a claimed event is fenced by its lease owner, and every
+attempt is a row of its own.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    ColumnDefault,
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    true,
+    update,
+)
+
+from bridge.db import DUE_WHERE, LEASED_WHERE, attempts, events
+from bridge.status import AttemptOutcome, Status
+from bridge.store.base import NOTIFY_CHANNEL, Part
+from bridge.store.sqlite import WriteLock
+
+__all__ = ["NOTIFY_CHANNEL", "Claim", "DeliveryQueue"]
+
+if TYPE_CHECKING:  # types only: the queue records what the SPP client and the retry policy produced
+    from bridge.retry import Decision
+    from bridge.spp_client import Outcome
+
+
+@dataclass
+class Claim:
+    """An event a worker holds the lease on."""
+
+    event_id: str
+    owner: str
+    attempt: int  # the number of the attempt about to be made
+    ticket_request: dict[str, Any]
+    request_id: str | None
+    source: str
+    retry_window_start: datetime  # receipt, or the last replay
+    attempts_at_window_start: int
+
+    @property
+    def attempt_in_window(self) -> int:
+        """The attempt's number since receipt or the last replay: what BRIDGE_MAX_ATTEMPTS counts."""
+        return self.attempt - self.attempts_at_window_start
+
+
+def _as_claim(row: Any, owner: str) -> Claim:
+    """A row returned by the claim statement (see :func:`_claim_statement`), as a Claim."""
+    names = ("ticket_request", "request_id", "source", "retry_window_start", "attempts_at_window_start")
+    return Claim(owner=owner, attempt=row.attempts, event_id=row.id, **{name: getattr(row, name) for name in names})
+
+
+def _claim_params(owner: str, limit: int, lease_seconds: float, now: datetime) -> dict[str, Any]:
+    return {"owner": owner, "now": now, "limit": limit, "lease_until": now + timedelta(seconds=lease_seconds)}
+
+
+def _claim_statement() -> Any:
+    """Lease up to :limit due events. The ids are picked in a CTE, which PostgreSQL runs once:
+    as ``WHERE id IN (subquery)`` its generic plan could run the LIMIT subquery again for
+    every row and lease far more than asked."""
+    due = and_(DUE_WHERE, events.c.next_attempt_at <= bindparam("now"))
+    picked = (
+        select(events.c.id)
+        .where(due)
+        .order_by(events.c.next_attempt_at)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+    )
+    return (
+        update(events)
+        .where(events.c.id == picked.c.id, due)
+        .values(
+            status=Status.DELIVERING,
+            lease_owner=bindparam("owner"),
+            updated_at=bindparam("now"),
+            lease_expires_at=bindparam("lease_until"),
+            attempts=events.c.attempts + 1,
+        )
+        .returning(
+            events.c.id,
+            events.c.attempts,
+            events.c.ticket_request,
+            events.c.request_id,
+            events.c.source,
+            events.c.retry_window_start,
+            events.c.attempts_at_window_start,
+        )
+    )
+
+
+@functools.cache  # one statement per set of changed columns, built once
+def _finish_statement(changes: frozenset[str], prefix: str = "") -> Any:
+    """UPDATE of a claimed event, fenced by its lease owner; values bound by column name (after ``prefix``)."""
+    fence = and_(events.c.id == bindparam("b_id"), events.c.lease_owner == bindparam("b_owner"), LEASED_WHERE)
+    values: dict[str, Any] = {name: bindparam(f"{prefix}{name}") for name in (*changes, "updated_at")}
+    return update(events).where(fence).values(**values, lease_owner=null(), lease_expires_at=null())
+
+
+# every column of an attempt but its id, bound as a_<column>, and what a column left out gets
+ATTEMPT_DEFAULTS = {
+    c.name: (c.default.arg if isinstance(c.default, ColumnDefault) else None) for c in attempts.c if c.name != "id"
+}
+
+
+@functools.cache
+def _finish_and_claim_statement(changes: frozenset[str]) -> Any:
+    """PostgreSQL: record an attempt, update its event (as :func:`_finish_statement`) and lease
+    the next due event (as :func:`_claim_statement`) in one statement, one round trip. The
+    attempt's values are bound as ``a_<column>``, the event's new values as ``c_<column>``. Its
+    row: ``finished`` (1, or 0 when the lease was lost) and the leased event's columns (NULL when
+    none is due). The claim cannot pick the finished event: every part sees the table as it was
+    before the statement, when that event was still ``delivering``."""
+    values: dict[str, Any] = {name: bindparam(f"a_{name}") for name in ATTEMPT_DEFAULTS}
+    recorded = insert(attempts).values(values).returning(attempts.c.id).cte("recorded")
+    # no parameter may be named after a column: SQLAlchemy would add it to every UPDATE's SET
+    finished = _finish_statement(changes, prefix="c_").returning(events.c.id).cte("finished")
+    claimed = _claim_statement().cte("claimed")
+    one = select(literal(1).label("one")).subquery("one")
+    return (
+        select(
+            select(func.count()).select_from(finished).scalar_subquery().label("finished"),
+            # unused, but a CTE the statement does not mention is not run at all
+            select(func.count()).select_from(recorded).scalar_subquery().label("recorded"),
+            *claimed.c,
+        )
+        .select_from(one)
+        .outerjoin(claimed, true())
+    )
+
+
+def attempt_row(outcome: Outcome, now: datetime) -> dict[str, Any]:
+    """The attempts row of one request to SPP that ended at ``now``."""
+    return {
+        "started_at": datetime.fromtimestamp(now.timestamp() - outcome.duration_ms / 1000, UTC),
+        "duration_ms": outcome.duration_ms,
+        "outcome": outcome.result,
+        "http_status": outcome.http_status,
+        "error": outcome.error,
+        "ambiguous": outcome.ambiguous,
+        "ticket_id": outcome.ticket_id,
+        "spp_request_id": outcome.spp_request_id,
+        "response_excerpt": outcome.response_excerpt,
+    }
+
+
+def event_changes(outcome: Outcome, decision: Decision, now: datetime) -> dict[str, Any]:
+    """The event's new columns after an attempt, as the retry policy decided."""
+    changes: dict[str, Any] = {"status": decision.status, "last_error": decision.reason}
+    if decision.status == Status.DELIVERED:
+        changes.update(
+            ticket_id=outcome.ticket_id, spp_request_id=outcome.spp_request_id, delivered_at=now, next_attempt_at=None
+        )
+    elif decision.status == Status.RETRYING:
+        changes["next_attempt_at"] = decision.next_attempt_at
+    else:
+        changes["next_attempt_at"] = None
+    return changes
+
+
+class DeliveryQueue(Part):
+    def __init__(self, engine: Engine, write_lock: WriteLock | None) -> None:
+        super().__init__(engine, write_lock)
+        self._claim_due = _claim_statement()
+        self._insert_attempt = insert(attempts)
+
+    def claim(self, owner: str, limit: int, lease_seconds: float, now: datetime) -> list[Claim]:
+        """Lease up to ``limit`` due events, oldest due first."""
+        with self.writing() as conn:
+            return self._claim(conn, owner, limit, lease_seconds, now)
+
+    def record(
+        self,
+        claim: Claim,
+        outcome: Outcome,
+        decision: Decision,
+        now: datetime,
+        next_lease_seconds: float | None = None,
+    ) -> tuple[bool, Claim | None]:
+        """Record one attempt and the event's new state in one transaction.
+
+        Answers whether the lease was still held (False: the attempt is recorded, the event left
+        as it is) and, with ``next_lease_seconds``, the next due event leased in the same
+        transaction (one commit a delivery), or None.
+        """
+        attempt, changes = attempt_row(outcome, now), event_changes(outcome, decision, now)
+        if next_lease_seconds is not None and self.is_postgres:
+            return self._record_and_claim_in_one(claim, attempt, changes, now, next_lease_seconds)
+        with self.writing() as conn:
+            finished = self._finish(conn, claim, attempt, changes, now)
+            if next_lease_seconds is None:
+                return finished, None
+            taken = self._claim(conn, claim.owner, 1, next_lease_seconds, now)
+        return finished, (taken[0] if taken else None)
+
+    def release(self, claim: Claim, now: datetime) -> None:
+        """Give back a claim that was never sent (shutdown before the request left)."""
+        with self.writing() as conn:
+            conn.execute(
+                update(events)
+                .where(events.c.id == claim.event_id, events.c.lease_owner == claim.owner)
+                .values(
+                    status=Status.RETRYING,
+                    next_attempt_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    attempts=events.c.attempts - 1,
+                    updated_at=now,
+                )
+            )
+
+    def expire_leases(self, now: datetime) -> list[str]:
+        """Hand the events of crashed workers back to the queue, recording the lost attempt."""
+        stmt = (
+            update(events)
+            .where(LEASED_WHERE, events.c.lease_expires_at < now)
+            .values(
+                status=Status.RETRYING, next_attempt_at=now, lease_owner=None, lease_expires_at=None, updated_at=now
+            )
+            .returning(events.c.id, events.c.attempts)
+        )
+        with self.writing() as conn:
+            expired = conn.execute(stmt).all()
+            for row in expired:
+                conn.execute(
+                    self._insert_attempt.values(
+                        event_id=row.id,
+                        number=row.attempts,
+                        started_at=now,
+                        duration_ms=0,
+                        outcome=AttemptOutcome.RETRYING,
+                        ambiguous=True,
+                        error="worker lease expired mid-delivery: the request may have reached SPP",
+                    )
+                )
+        return [row.id for row in expired]
+
+    def _claim(self, conn: Connection, owner: str, limit: int, lease_seconds: float, now: datetime) -> list[Claim]:
+        # an expired lease comes back only through expire_leases(), which records the lost attempt
+        rows = conn.execute(self._claim_due, _claim_params(owner, limit, lease_seconds, now)).all()
+        return [_as_claim(row, owner) for row in rows]
+
+    def _finish(
+        self, conn: Connection, claim: Claim, attempt: dict[str, Any], changes: dict[str, Any], now: datetime
+    ) -> bool:
+        conn.execute(self._insert_attempt, {**attempt, "event_id": claim.event_id, "number": claim.attempt})
+        params = {**changes, "b_id": claim.event_id, "b_owner": claim.owner, "updated_at": now}
+        return bool(conn.execute(_finish_statement(frozenset(changes)), params).rowcount == 1)
+
+    def _record_and_claim_in_one(
+        self, claim: Claim, attempt: dict[str, Any], changes: dict[str, Any], now: datetime, lease_seconds: float
+    ) -> tuple[bool, Claim | None]:
+        params = {f"a_{name}": attempt.get(name, default) for name, default in ATTEMPT_DEFAULTS.items()}
+        params.update({f"c_{name}": value for name, value in changes.items()}, c_updated_at=now)
+        params.update(a_event_id=claim.event_id, a_number=claim.attempt, b_id=claim.event_id, b_owner=claim.owner)
+        params.update(_claim_params(claim.owner, 1, lease_seconds, now))
+        with self.writing() as conn:
+            row = conn.execute(_finish_and_claim_statement(frozenset(changes)), params).one()
+        return row.finished == 1, (_as_claim(row, claim.owner) if row.id is not None else None)
