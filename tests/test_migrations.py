@@ -58,3 +58,37 @@ def test_migrations_go_down_and_up_again(empty_engine: Engine) -> None:
     assert set(inspect(empty_engine).get_table_names()) <= {"alembic_version"}
     upgrade(empty_engine)
     assert {"events", "attempts", "seen_tokens"} <= set(inspect(empty_engine).get_table_names())
+
+
+def test_attempt_outcomes_of_an_older_version_take_the_status_words(empty_engine: Engine) -> None:
+    """0006: an attempt stored as 'retry' reads 'retrying', like its event's status; and back on downgrade."""
+    upgrade(empty_engine, "0005")
+    with empty_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO events (id, source, dedupe_key, status, raw_request, raw_body, attempts,"
+                " retry_window_start, attempts_at_window_start, received_at, updated_at)"
+                " VALUES ('evt_1', 'api', 'k', 'retrying', '{}', :body, 1, :now, 0, :now, :now)"
+            ),
+            {"body": b"{}", "now": "2026-01-01 00:00:00"},
+        )
+        for number, outcome in ((1, "retry"), (2, "delivered")):
+            conn.execute(
+                text(
+                    "INSERT INTO attempts (event_id, number, started_at, duration_ms, outcome, ambiguous)"
+                    " VALUES ('evt_1', :n, :now, 5, :outcome, false)"
+                ),
+                {"n": number, "outcome": outcome, "now": "2026-01-01 00:00:00"},
+            )
+
+    def outcomes() -> list[str]:
+        with empty_engine.connect() as conn:
+            return list(conn.execute(text("SELECT outcome FROM attempts ORDER BY number")).scalars())
+
+    upgrade(empty_engine, "0006")
+    assert outcomes() == ["retrying", "delivered"]
+    config = alembic_config()
+    with empty_engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+    assert outcomes() == ["retry", "delivered"]
