@@ -23,7 +23,7 @@ timeout = 30
 graceful_timeout = 10
 keepalive = 5
 # no access log of gunicorn's own: the app writes one line per request (bridge/http/__init__.py),
-# in BRIDGE_LOG_FORMAT, with the request and event ids
+# in LOG_FORMAT, with the request and event ids
 accesslog = None
 control_socket_disable = True  # one shared path per machine would clash between instances
 
