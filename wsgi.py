@@ -10,5 +10,5 @@ from bridge.errors import ConfigError
 try:
     app = create_app()
 except ConfigError as exc:
-    # one line, no traceback, non-zero exit (contract section 2)
+    # one line, no traceback, non-zero exit (docs/behaviour.md section 2)
     sys.exit(f"configuration error: {exc}")

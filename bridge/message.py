@@ -20,7 +20,7 @@ class InboundMessage:
     """One webhook, normalized.
 
     ``dedupe_key`` identifies a repeat of the same webhook for the same source (see the
-    kinds table of the contract). ``discard_reason`` is set when the message must be
+    kinds table, docs/behaviour.md section 3). ``discard_reason`` is set when the message must be
     stored but create no ticket (automatic replies, spam). ``fields`` holds what the
     sender posted (form fields, JSON object, answers by key and label, email headers).
     """

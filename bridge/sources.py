@@ -1,4 +1,4 @@
-"""The sources file (contract section 3): load, expand ``${VAR}``, validate, compile templates.
+"""The sources file (docs/behaviour.md section 3): load, expand ``${VAR}``, validate, compile templates.
 
 Everything that can be wrong with the file is found here, at start-up, and reported as
 one :class:`ConfigError` line naming the file, the source and the key.

@@ -111,7 +111,8 @@ def _integer(value: Any, key: str) -> int:
 
 
 def _user_id(rendered: Any, message: InboundMessage, source: Source, config: SourcesConfig) -> int:
-    """Resolve the SPP user in the contract's order: template, source clients, clients, default."""
+    """Resolve the SPP user in the order of docs/behaviour.md section 3: template, source clients,
+    clients, default."""
     if isinstance(rendered, int) and not isinstance(rendered, bool):
         return rendered
     if _INTEGER.match(_text(rendered)):

@@ -1,4 +1,4 @@
-"""Settings read once from the environment (contract section 2).
+"""Settings read once from the environment (docs/behaviour.md section 2).
 
 Every value is parsed and checked here, at start-up; a bad value raises
 :class:`ConfigError` whose message is the one line an operator sees.
@@ -148,7 +148,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_base_seconds=_float(env, "BRIDGE_RETRY_BASE_SECONDS", 30.0),
         retry_max_seconds=_float(env, "BRIDGE_RETRY_MAX_SECONDS", 3600.0),
         lease_seconds=_float(env, "BRIDGE_LEASE_SECONDS", 120.0),
-        # Not in the contract: lets tests and benchmarks shorten the 30 s read timeout.
+        # Not documented for users: lets tests and benchmarks shorten the 30 s read timeout.
         spp_read_timeout=_float(env, "BRIDGE_SPP_READ_TIMEOUT_SECONDS", 30.0),
         poll_seconds=_float(env, "BRIDGE_POLL_SECONDS", 0.5),
         port=_int(env, "PORT", 8000, maximum=65535),

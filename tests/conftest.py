@@ -60,7 +60,7 @@ DEFAULT_SOURCES = (
 )
 
 
-# contract section 6: the keys of an event in the list, and in the detail
+# docs/behaviour.md section 6: the keys of an event in the list, and in the detail
 SUMMARY_KEYS = {
     "id",
     "source",

@@ -1,4 +1,4 @@
-"""A corpus of malformed requests for every kind: each answer is a contract 4xx, never a 500.
+"""A corpus of malformed requests for every kind: each answer is a documented 4xx, never a 500.
 
 Every case goes to ``/hooks/<source>`` (where the signature check answers first for most
 kinds) and to ``/api/preview/<source>``, which skips the signature and so drives the parser
@@ -62,7 +62,7 @@ CASES = {
     ),
     "nan in json": (b'{"subject": NaN, "x": Infinity}', "application/json"),
 }
-CONTRACT_4XX = {400, 401, 403, 406, 413, 415, 422}
+DOCUMENTED_4XX = {400, 401, 403, 406, 413, 415, 422}
 
 
 @pytest.fixture
@@ -71,14 +71,14 @@ def hostile_app(make_app) -> Flask:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_malformed_requests_get_contract_answers(hostile_app: Flask, case: str) -> None:
+def test_malformed_requests_get_documented_answers(hostile_app: Flask, case: str) -> None:
     body, content_type = CASES[case]
     client = hostile_app.test_client()
     for kind in KINDS:
         for path, headers in ((f"/hooks/{kind}", {}), (f"/api/preview/{kind}", admin_headers())):
             response = client.post(path, data=body, headers={**headers, "Content-Type": content_type})
             where = f"{case} -> {path}: {response.status_code} {response.get_data(as_text=True)[:200]}"
-            assert response.status_code in CONTRACT_4XX or response.status_code == 200, where
+            assert response.status_code in DOCUMENTED_4XX or response.status_code == 200, where
             if response.status_code != 200:
                 assert set(response.get_json()) >= {"error", "message"}, where
     assert client.get("/healthz").status_code == 200

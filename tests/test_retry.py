@@ -22,7 +22,7 @@ def retry(retry_after: float | None = None, error: str = "SPP answered 429") -> 
     return Outcome(AttemptOutcome.RETRYING, 25, http_status=429, error=error, retry_after=retry_after)
 
 
-def test_defaults_match_the_contract() -> None:
+def test_defaults_match_the_documentation() -> None:
     assert RetryPolicy() == POLICY
 
 

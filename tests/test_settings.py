@@ -1,4 +1,4 @@
-"""config/settings.py: defaults from contract section 2, one-line errors naming the variable."""
+"""config/settings.py: defaults from docs/behaviour.md section 2, one-line errors naming the variable."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def config_error(env: dict[str, str]) -> str:
     return message
 
 
-def test_defaults_match_the_contract_table() -> None:
+def test_defaults_match_the_documented_table() -> None:
     s = load_settings({})
     assert s.spp_api_url is None
     assert s.spp_api_token is None

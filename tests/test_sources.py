@@ -1,4 +1,5 @@
-"""bridge/sources.py: the sources file (contract section 3); every error is ONE line naming file, source and key."""
+"""bridge/sources.py: the sources file (docs/behaviour.md section 3); every error is ONE line naming file,
+source and key."""
 
 from __future__ import annotations
 

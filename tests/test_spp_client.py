@@ -1,4 +1,4 @@
-"""The SPP client against real servers on loopback ports: every row of contract section 5.
+"""The SPP client against real servers on loopback ports: every row of docs/behaviour.md section 5.
 
 The sandbox plays SPP; ``StubSpp`` (a bare ``http.server``) gives the few answers the sandbox
 cannot script: a 200, a redirect, an HTTP-date ``Retry-After``, odd 2xx bodies. ``requests``
@@ -392,7 +392,7 @@ def test_next_call_after_a_reset_delivers(client: SppClient, sandbox: SandboxSer
 
 @pytest.mark.parametrize("status", [405, 410, 413, 415])
 def test_other_4xx_fails(client: SppClient, sandbox: SandboxServer, status: int) -> None:
-    """Not in the contract's table; nothing about them gets better with waiting."""
+    """Not in the table of docs/behaviour.md section 5; nothing about them gets better with waiting."""
     sandbox.sandbox.script(status)
 
     outcome = client.create_ticket(TICKET)

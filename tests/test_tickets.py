@@ -1,4 +1,4 @@
-"""bridge/tickets.py: InboundMessage + source -> StoreTicketRequest (contract section 3)."""
+"""bridge/tickets.py: InboundMessage + source -> StoreTicketRequest (docs/behaviour.md section 3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The admin API (contract section 6): events, event detail, replay, preview. Bearer BRIDGE_ADMIN_TOKEN."""
+"""The admin API (docs/behaviour.md section 6): events, event detail, replay, preview. Bearer BRIDGE_ADMIN_TOKEN."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ class Provider:
     requires_secret: ClassVar[bool] = True
     # source keys this kind understands beyond the common ones (e.g. honeypot)
     options: ClassVar[tuple[str, ...]] = ()
-    # the status this sender reads as "rejected, do not retry" (contract section 4)
+    # the status this sender reads as "rejected, do not retry" (docs/behaviour.md section 4)
     reject_status: ClassVar[int] = 422
     # headers whose values are credentials: never stored, logged or shown
     secret_headers: ClassVar[tuple[str, ...]] = ()

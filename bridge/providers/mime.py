@@ -207,7 +207,7 @@ def email_message(
 
 
 def email_dedupe_key(email: ParsedEmail) -> str:
-    """The RFC Message-ID, else a hash of sender, date, subject and text (contract: email kinds).
+    """The RFC Message-ID, else a hash of sender, date, subject and text (docs/behaviour.md section 3, kinds).
 
     Without a Message-ID (some scripts send none) the same message delivered twice still has
     the same sender, date, subject and text.
@@ -219,7 +219,7 @@ def email_dedupe_key(email: ParsedEmail) -> str:
 
 
 def auto_reply_reason(headers: Mapping[str, str], envelope_from: str | None = None) -> str | None:
-    """Why this mail must create no ticket (contract section 3), or None.
+    """Why this mail must create no ticket (docs/behaviour.md section 3), or None.
 
     ``headers`` are lower-cased names; ``envelope_from`` is the SMTP MAIL FROM when the
     provider gives it (an empty one, ``<>``, marks a bounce). The reason quotes a header and

@@ -1,4 +1,4 @@
-"""The admin API and the open endpoints (contract section 6), on SQLite and PostgreSQL."""
+"""The admin API and the open endpoints (docs/behaviour.md section 6), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ def test_readyz_is_503_when_the_database_is_down(tmp_path: Path, database_url: s
 # --- GET /api/events -------------------------------------------------------------------
 
 
-def test_list_is_newest_first_with_the_contract_keys(app: Flask, runtime: Runtime, sandbox: Any) -> None:
+def test_list_is_newest_first_with_the_documented_keys(app: Flask, runtime: Runtime, sandbox: Any) -> None:
     client = app.test_client()
     ids = [post_event(client, n) for n in range(4)]
     deliver_all(runtime)

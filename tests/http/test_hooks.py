@@ -1,4 +1,4 @@
-"""POST /hooks/<source>: every row of contract section 4, on SQLite and PostgreSQL."""
+"""POST /hooks/<source>: every row of docs/behaviour.md section 4, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Whatever arrives at /hooks/<source>, the answer is one of the contract's, never a 500."""
+"""Whatever arrives at /hooks/<source>, the answer is one of those documented, never a 500."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     content_type=CONTENT_TYPES,
     with_token=st.booleans(),
 )
-def test_random_bytes_get_a_contract_answer(fuzz_app: Flask, source, body, content_type, with_token) -> None:
+def test_random_bytes_get_a_documented_answer(fuzz_app: Flask, source, body, content_type, with_token) -> None:
     headers = {"Content-Type": content_type, **({"X-Bridge-Token": API_SECRET} if with_token else {})}
     response = fuzz_app.test_client().post(f"/hooks/{source}", data=body, headers=headers)
     assert response.status_code in CONTRACT_ANSWERS, response.get_data(as_text=True)
@@ -62,6 +62,6 @@ def test_random_bytes_get_a_contract_answer(fuzz_app: Flask, source, body, conte
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=json_values)
-def test_any_json_value_gets_a_contract_answer(fuzz_app: Flask, value) -> None:
+def test_any_json_value_gets_a_documented_answer(fuzz_app: Flask, value) -> None:
     response = fuzz_app.test_client().post("/hooks/open", data=json.dumps(value), content_type="application/json")
     assert response.status_code in {200, 400, 422}, response.get_data(as_text=True)

@@ -1,4 +1,4 @@
-"""/openapi.json: a valid OpenAPI 3 description of contract section 6, and the app keeps to it.
+"""/openapi.json: a valid OpenAPI 3 description of docs/behaviour.md section 6, and the app keeps to it.
 
 The property test drives the real Flask app in-process (WSGI) with schemathesis, a bounded
 number of examples per operation and a fixed derandomized seed, with the admin bearer.
@@ -25,7 +25,7 @@ from bridge.runtime import Runtime
 from bridge.sandbox import SandboxServer
 from tests.conftest import ADMIN_TOKEN, DETAIL_KEYS, SUMMARY_KEYS, admin_headers, api_headers, deliver_all
 
-# contract sections 4 and 6
+# docs/behaviour.md sections 4 and 6
 DOCUMENTED = {
     ("/hooks/{source}", "post"),
     ("/metrics", "get"),
@@ -60,7 +60,7 @@ def test_the_description_is_valid_openapi_3(app: Flask) -> None:
         assert ("security" in spec["paths"][path][method]) is needs_auth, path
 
 
-def test_documented_keys_match_the_contract(app: Flask) -> None:
+def test_documented_keys_match_the_behaviour_doc(app: Flask) -> None:
     schemas = app.test_client().get("/openapi.json").get_json()["components"]["schemas"]
     assert set(schemas["EventSummary"]["properties"]) == SUMMARY_KEYS
     assert set(schemas["EventDetail"]["properties"]) == DETAIL_KEYS

@@ -294,7 +294,7 @@ def test_unstorable_or_long_submission_id_is_hashed_not_a_500(app: Flask, submis
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=raw_requests, submission=st.text(max_size=20), title=st.text(max_size=10))
-def test_any_post_gets_a_contract_answer(app: Flask, raw: dict, submission: str, title: str) -> None:
+def test_any_post_gets_a_documented_answer(app: Flask, raw: dict, submission: str, title: str) -> None:
     form = {"rawRequest": json.dumps(raw), "submissionID": submission, "formTitle": title}
     response = app.test_client().post(f"/hooks/service?token={TOKEN}", data=form)
     assert response.status_code in {200, 422}, response.get_data(as_text=True)

@@ -216,7 +216,7 @@ def test_unusual_or_long_webhook_id_is_stored_not_a_500(app: Flask, msg_id: str)
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=json_values | st.fixed_dictionaries({}, optional={"type": json_values, "data": json_values}))
-def test_any_signed_payload_gets_a_contract_answer(app: Flask, value) -> None:
+def test_any_signed_payload_gets_a_documented_answer(app: Flask, value) -> None:
     body = json.dumps(value).encode()
     response = post(app, "events", body)
     assert response.status_code in {200, 422}, response.get_data(as_text=True)

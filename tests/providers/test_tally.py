@@ -254,6 +254,6 @@ def test_unstorable_or_long_response_id_is_hashed_not_a_500(app: Flask, response
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payload=payloads)
-def test_any_signed_payload_gets_a_contract_answer(app: Flask, payload: dict) -> None:
+def test_any_signed_payload_gets_a_documented_answer(app: Flask, payload: dict) -> None:
     response = post(app, "support", json.dumps(payload).encode())
     assert response.status_code in {200, 422}, response.get_data(as_text=True)
