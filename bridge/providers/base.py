@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from marshmallow import Schema, ValidationError
+from marshmallow import EXCLUDE, Schema, ValidationError
 from werkzeug import Request
 from werkzeug.datastructures import FileStorage
 
@@ -88,7 +88,15 @@ def schema_instance(schema: type[Schema]) -> Schema:
     return schema()
 
 
-MAX_KEY_LENGTH = 200  # events.dedupe_key holds 255; room for a prefix
+class LenientSchema(Schema):
+    """A sender's payload: keys the schema does not name are dropped (senders add fields over time)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+KEY_COLUMN_LENGTH = 255  # events.dedupe_key and seen_tokens.token are varchar(255)
+BOUNDED_KEY_LENGTH = 200  # the longest value bounded_key keeps as text, leaving room for its prefix
 
 
 def bounded_key(prefix: str, value: str) -> str:
@@ -97,7 +105,7 @@ def bounded_key(prefix: str, value: str) -> str:
     Long values and control characters (PostgreSQL text holds no NUL) are hashed, so any
     sender-chosen id can be a de-duplication key.
     """
-    if len(value) <= MAX_KEY_LENGTH and value.isprintable():
+    if len(value) <= BOUNDED_KEY_LENGTH and value.isprintable():
         return prefix + value
     return f"{prefix}sha256:{hashlib.sha256(value.encode('utf-8', 'surrogatepass')).hexdigest()}"
 

@@ -23,6 +23,7 @@ from bridge.providers.base import BasicAuth, Provider
 from bridge.providers.mime import (
     ParsedEmail,
     auto_reply_reason,
+    base64_size,
     clean_message_id,
     decode_words,
     email_message,
@@ -140,12 +141,6 @@ def attachment(posted: dict[str, Any]) -> Attachment:
         content_type=posted["content_type"] or "application/octet-stream",
         size=size,
     )
-
-
-def base64_size(content: str) -> int:
-    """The decoded size of base64 text, without decoding it."""
-    text = "".join(content.split())
-    return max(0, len(text) * 3 // 4 - text[-2:].count("="))
 
 
 def template_fields(data: dict[str, Any]) -> dict[str, Any]:

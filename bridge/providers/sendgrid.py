@@ -52,12 +52,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("bridge.providers.sendgrid")
 
 # Unconfirmed for Inbound Parse: SendGrid's Parse security-policy page says only that the
-# signature is "in the HTTP headers"; these are the Event Webhook's names (docs/providers/sendgrid.md).
+# signature is "in the HTTP headers"; these are the Event Webhook's names (docs/providers.md, sendgrid).
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAX_SKEW_SECONDS = 5 * 60
 MAX_PARTS = 1000  # Flask's MAX_FORM_PARTS default; Werkzeug's own limit would answer 413
-MAX_KEY_LENGTH = 255  # events.dedupe_key
 # fields that are the message itself (bodies, raw MIME) or machinery, not template data
 NOT_FIELDS = frozenset(("email", "text", "html", "headers", "attachment-info", "content-ids", "charsets"))
 _ATTACHMENT = re.compile(r"^attachment([0-9]{1,6})$")
