@@ -39,6 +39,11 @@ class Provider:
     token_ttl_seconds: ClassVar[float] = 12 * 3600
     # what `bridge check` tells the operator to configure at the sender; {url} is the hook URL
     sender_setup: ClassVar[str] = "POST to {url}"
+    # a secret of the shape validate_secret() accepts (the auth mixins below give one)
+    example_secret: ClassVar[str]
+    # (content type, body): a small request of this kind's real shape, with some non-ASCII text,
+    # that parses to a ticket; the admin page's try-it form starts with it
+    sample: ClassVar[tuple[str, str]]
 
     def validate_options(self, options: Mapping[str, Any]) -> None:
         """Check this kind's source options at start-up; raise ValueError("<option>: <problem>")."""
@@ -139,6 +144,7 @@ class TokenAuth:
 
     header = "X-Bridge-Token"
     secret_headers: ClassVar[tuple[str, ...]] = (header,)
+    example_secret: ClassVar[str] = "example-token-4f7c2a9e1b"
 
     def verify(self, request: Request, source: Source) -> None:
         if not source.secret:
@@ -153,6 +159,7 @@ class BodyHmacAuth:
 
     signature_header: ClassVar[str]
     signature_prefix: ClassVar[bytes] = b""
+    example_secret: ClassVar[str] = "example-signing-secret-8d2e41"
 
     def verify(self, request: Request, source: Source) -> None:
         digest = hmac.new((source.secret or "").encode(), request.get_data(cache=True), hashlib.sha256).digest()
@@ -166,6 +173,7 @@ class BasicAuth:
     """HTTP Basic credentials, configured as ``secret: user:pass`` (the sender puts them in the URL)."""
 
     secret_headers: ClassVar[tuple[str, ...]] = ("Authorization",)
+    example_secret: ClassVar[str] = "user:example-pass-3b7c90"
 
     def validate_secret(self, secret: str) -> None:
         if ":" not in secret:

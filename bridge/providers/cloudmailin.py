@@ -90,6 +90,13 @@ class CloudMailinProvider(BasicAuth, Provider):
     kind = "cloudmailin"
     sender_setup = "CloudMailin: target {url} with the secret's user:pass before the host, format JSON (Normalized)"
     content_types = ("application/json",)
+    sample = (
+        "application/json",
+        '{"envelope": {"from": "alice@example.com", "to": "support@example.com"},\n'
+        ' "headers": {"from": "Alice Müller <alice@example.com>", "subject": "Hello",\n'
+        '  "message_id": "<sample-1@example.com>"},\n'
+        ' "plain": "Hi there, Grüße aus Köln"}',
+    )
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         data = self.json_object(request)

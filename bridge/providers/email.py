@@ -28,6 +28,16 @@ class EmailProvider(TokenAuth, Provider):
     )
     content_types = ("message/rfc822", "text/plain")
     requires_secret = True
+    sample = (
+        "message/rfc822",
+        "From: Alice Müller <alice@example.com>\n"
+        "To: support@example.com\n"
+        "Subject: Hello\n"
+        "Message-ID: <sample-1@example.com>\n"
+        "Content-Type: text/plain; charset=utf-8\n"
+        "\n"
+        "Hi there, Grüße aus Köln",
+    )
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         raw = request.get_data(cache=True)

@@ -11,8 +11,10 @@ comes in the URL (``?token=``) or the ``X-Bridge-Token`` header.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 from werkzeug import Request
 
@@ -37,6 +39,22 @@ class JotformProvider(TokenAuth, Provider):
     content_types = ("multipart/form-data", "application/x-www-form-urlencoded")
     requires_secret = True
     options = ("honeypot",)
+    sample = (
+        "application/x-www-form-urlencoded",
+        urlencode(
+            {
+                "formTitle": "Contact",
+                "submissionID": "6221904456789012345",
+                "rawRequest": json.dumps(
+                    {
+                        "q3_name": {"first": "Alice", "last": "Müller"},
+                        "q4_email": "alice@example.com",
+                        "q5_message": "Grüße aus Köln",
+                    }
+                ),
+            }
+        ),
+    )
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         form = request.form

@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from marshmallow import ValidationError, fields, validate
 from werkzeug import Request
@@ -106,6 +106,20 @@ class MailgunProvider(Provider):
     content_types = ("application/x-www-form-urlencoded", "multipart/form-data")
     reject_status = 406  # Mailgun's "rejected, do not retry"; any other error is retried for ~8 h
     token_ttl_seconds = MAX_AGE_SECONDS + MAX_AHEAD_SECONDS  # as long as verify() can accept a token
+    example_secret = "key-5d0c9e2b7a41f86e3c1b90d4a7e2f615"
+    sample = (
+        "application/x-www-form-urlencoded",
+        urlencode(
+            {
+                "recipient": "support@example.com",
+                "sender": "alice@example.com",
+                "from": "Alice Müller <alice@example.com>",
+                "subject": "Hello",
+                "body-plain": "Hi there, Grüße aus Köln",
+                "Message-Id": "<sample-1@example.com>",
+            }
+        ),
+    )
 
     def verify(self, request: Request, source: Source) -> None:
         # the signature travels inside the form, so the body must be a form before it can be read

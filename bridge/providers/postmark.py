@@ -88,6 +88,13 @@ class PostmarkProvider(BasicAuth, Provider):
     )
     content_types = ("application/json",)
     reject_status = 403  # Postmark: "403 stops retries"; anything else but 200 is retried
+    sample = (
+        "application/json",
+        '{"MessageID": "5b0d1e57-0000-4000-8000-000000000001", "From": "alice@example.com",\n'
+        ' "FromName": "Alice Müller", "To": "support@inbound.postmarkapp.com", "Subject": "Hello",\n'
+        ' "TextBody": "Hi there, Grüße aus Köln",\n'
+        ' "Headers": [{"Name": "Message-ID", "Value": "<sample-1@example.com>"}]}',
+    )
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         data = self.json_object(request)

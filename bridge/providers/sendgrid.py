@@ -70,6 +70,15 @@ class Part:
     data: bytes
 
 
+def form_data(boundary: str, **values: str) -> str:
+    """Text fields as a ``multipart/form-data`` body, as Inbound Parse posts them (for the sample)."""
+    parts = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in values.items()
+    )
+    return "".join(parts) + f"--{boundary}--"
+
+
 class JsonObject(fields.Field):
     """A form field holding a JSON object (``envelope``, ``charsets``, ``attachment-info``)."""
 
@@ -109,6 +118,16 @@ class SendGridProvider(BasicAuth, Provider):
     )
     content_types = ("multipart/form-data",)
     options = ("verification_key", "max_spam_score")
+    sample = (
+        "multipart/form-data; boundary=xYzZY",
+        form_data(
+            "xYzZY",
+            headers="From: Alice <alice@example.com>\r\nTo: support@parse.example.com\r\nSubject: Hello\r\n"
+            "Message-ID: <sample-1@example.com>",
+            text="Hi there, Grüße aus Köln",
+            charsets='{"text": "UTF-8", "subject": "UTF-8", "from": "UTF-8"}',
+        ),
+    )
 
     def verify(self, request: Request, source: Source) -> None:
         super().verify(request, source)  # HTTP Basic, always

@@ -61,6 +61,14 @@ class TallyProvider(BodyHmacAuth, Provider):
     # Tally's own example signs JSON.stringify of the parsed payload; for the compact JSON
     # Tally sends, that is the raw body, which is what is checked.
     signature_header = SIGNATURE_HEADER
+    sample = (
+        "application/json",
+        '{"eventId": "sample-event-1", "eventType": "FORM_RESPONSE", "data": {"responseId": "sample-1",\n'
+        ' "formName": "Contact", "fields": [\n'
+        '  {"key": "question_name", "label": "Your name", "type": "INPUT_TEXT", "value": "Alice Müller"},\n'
+        '  {"key": "question_email", "label": "Email", "type": "INPUT_EMAIL", "value": "alice@example.com"},\n'
+        '  {"key": "question_message", "label": "Message", "type": "TEXTAREA", "value": "Grüße aus Köln"}]}}',
+    )
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         data = self.json_object(request)

@@ -70,6 +70,14 @@ class TypeformProvider(BodyHmacAuth, Provider):
 
     signature_header = SIGNATURE_HEADER
     signature_prefix = b"sha256="
+    sample = (
+        "application/json",
+        '{"event_id": "01JSAMPLE", "event_type": "form_response", "form_response": {"token": "sample-1",\n'
+        ' "definition": {"title": "Contact", "fields": [{"id": "f1", "title": "Your email"},\n'
+        '  {"id": "f2", "title": "Message"}]},\n'
+        ' "answers": [{"type": "email", "email": "alice@example.com", "field": {"id": "f1", "ref": "email"}},\n'
+        '  {"type": "text", "text": "Grüße aus Köln", "field": {"id": "f2", "ref": "message"}}]}}',
+    )
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         data = self.json_object(request)

@@ -13,12 +13,19 @@ from werkzeug import Request
 from werkzeug.test import TestResponse
 
 from bridge.errors import BridgeError
-from bridge.providers import Provider
+from bridge.providers import PROVIDERS, Provider
 from bridge.runtime import get_runtime
 from bridge.sources import Source
 from tests.conftest import deliver_all
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def every_kind_sources() -> str:
+    """A sources file with one source per registered kind, named after it, with the kind's example secret."""
+    return "defaults: {user_id: 1}\nsources:\n" + "".join(
+        f"  {kind}: {{kind: {kind}, secret: '{provider.example_secret}'}}\n" for kind, provider in PROVIDERS.items()
+    )
 
 
 def fixture(kind: str, name: str) -> bytes:
