@@ -31,10 +31,19 @@ class BridgeError(Exception):
 
 
 class Unauthorized(BridgeError):
-    """Missing or wrong secret, bad signature or stale timestamp."""
+    """Missing or wrong secret, bad signature or stale timestamp.
+
+    ``scheme`` names the credentials expected, for the ``WWW-Authenticate`` challenge: HTTP Basic
+    for the kinds whose senders put ``user:pass`` in the URL, Bearer for the admin token, none
+    for signatures (no HTTP scheme answers them).
+    """
 
     status = 401
     code = "unauthorized"
+
+    def __init__(self, message: str, *, scheme: str | None = "Bearer") -> None:
+        super().__init__(message)
+        self.scheme = scheme
 
 
 class UnknownSource(BridgeError):

@@ -10,30 +10,12 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
+from bridge.providers import PROVIDERS
 from tests.conftest import admin_headers
+from tests.providers.helpers import every_kind_sources
 
-KINDS = (
-    "json",
-    "form",
-    "mailgun",
-    "sendgrid",
-    "postmark",
-    "cloudmailin",
-    "email",
-    "typeform",
-    "tally",
-    "jotform",
-    "standard",
-)
-SECRETS = {
-    "sendgrid": "user:pass",
-    "postmark": "user:pass",
-    "cloudmailin": "user:pass",
-    "standard": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-}
-SOURCES = "defaults: {user_id: 1}\nsources:\n" + "".join(
-    f"  {kind}: {{kind: {kind}, secret: '{SECRETS.get(kind, 'hostile-test-secret')}'}}\n" for kind in KINDS
-)
+KINDS = tuple(PROVIDERS)
+SOURCES = every_kind_sources()
 MIB = 1024 * 1024
 
 CASES = {
@@ -62,7 +44,7 @@ CASES = {
     ),
     "nan in json": (b'{"subject": NaN, "x": Infinity}', "application/json"),
 }
-DOCUMENTED_4XX = {400, 401, 403, 406, 413, 415, 422}
+DOCUMENTED_4XX = {400, 401, 413, 415, 422} | {provider.reject_status for provider in PROVIDERS.values()}
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from markupsafe import escape
 from werkzeug import Response
 from werkzeug.exceptions import HTTPException
 from werkzeug.test import EnvironBuilder
-from wtforms import PasswordField, SelectField, SubmitField, TextAreaField
+from wtforms import PasswordField, SelectChoice, SelectField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired
 
 from bridge.errors import BridgeError, Unmappable
@@ -63,13 +63,6 @@ class AdminSessions(SecureCookieSessionInterface):
 
 PAGE_SIZE, MAX_PAGE_SIZE = 50, 200
 SESSION_SECONDS = 12 * 3600
-SAMPLES = {
-    "application/json": '{"email": "alice@example.com", "name": "Alice", "subject": "Hello", "message": "Hi there"}',
-    "application/x-www-form-urlencoded": "email=alice%40example.com&name=Alice&subject=Hello&message=Hi+there",
-    "message/rfc822": "From: Alice <alice@example.com>\nTo: support@example.com\nSubject: Hello\n"
-    "Message-ID: <sample-1@example.com>\n\nHi there",
-    "text/plain": "Hi there",
-}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'",
@@ -95,9 +88,17 @@ class ReplayForm(FlaskForm):
     force = SubmitField("Replay (new ticket)")
 
 
+def _content_types() -> list[SelectChoice]:
+    """Every content type a kind accepts; a sample's parameters (a multipart boundary) stay in
+    the value, so the sample posted with its own choice parses."""
+    with_parameters = {provider.sample[0].split(";")[0]: provider.sample[0] for provider in PROVIDERS.values()}
+    accepted = dict.fromkeys(content_type for provider in PROVIDERS.values() for content_type in provider.content_types)
+    return [SelectChoice(with_parameters.get(content_type, content_type), content_type) for content_type in accepted]
+
+
 class TryForm(FlaskForm):
     sample = TextAreaField("Sample body", validators=[DataRequired()])
-    content_type = SelectField("Content type", choices=list(SAMPLES))
+    content_type = SelectField("Content type", choices=_content_types())
     submit = SubmitField("Show the ticket request")
 
 
@@ -309,8 +310,8 @@ def _render_sources(tried: str = "", form: TryForm | None = None, result: dict[s
 def _source_card(source: Source, latest: dict[str, Any] | None) -> dict[str, Any]:
     url = f"{request.host_url}hooks/{source.name}"
     provider = PROVIDERS[source.kind]
-    content_type = next((ct for ct in provider.content_types if ct in SAMPLES), "application/json")
-    form = TryForm(formdata=None, prefix=source.name, data={"sample": SAMPLES[content_type]})
+    content_type, sample = provider.sample
+    form = TryForm(formdata=None, prefix=source.name, data={"sample": sample})
     form.content_type.data = content_type
     return {
         "name": source.name,

@@ -9,6 +9,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
 from bridge.http import schemas
+from bridge.providers import PROVIDERS
 from bridge.spp_schema import StoreTicketRequestSchema
 from bridge.version import __version__
 
@@ -28,19 +29,33 @@ ADMIN_ERRORS = {
 }
 EVENT_ID = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
-HOOK_RESPONSES = {
-    "200": _json("Accepted", "stored and queued, or a duplicate of an earlier request"),
-    "303": {"description": "form source with a redirect, browser request"},
-    "400": _error("body that cannot be parsed"),
-    "401": _error("bad or missing secret or signature"),
-    "403": _error("Postmark: rejected, do not retry"),
-    "404": _error("unknown source"),
-    "406": _error("Mailgun: rejected, do not retry"),
-    "413": _error("body over BRIDGE_MAX_BODY_BYTES"),
-    "415": _error("content type the kind does not take"),
-    "422": _error("parsed, but lacks what the kind requires"),
-    "503": _error("database unavailable; retry"),
-}
+
+def _reject_responses() -> dict[str, Any]:
+    """Each kind's ``reject_status`` (what its sender reads as "rejected, do not retry"), naming its kinds."""
+    kinds: dict[int, list[str]] = {}
+    for kind, provider in sorted(PROVIDERS.items()):
+        kinds.setdefault(provider.reject_status, []).append(kind)
+    return {
+        str(status): _error(f"parsed, but lacks what the kind requires: rejected, do not retry ({', '.join(names)})")
+        for status, names in kinds.items()
+    }
+
+
+HOOK_RESPONSES = dict(
+    sorted(
+        {
+            "200": _json("Accepted", "stored and queued, or a duplicate of an earlier request"),
+            "303": {"description": "form source with a redirect, browser request"},
+            "400": _error("body that cannot be parsed"),
+            "401": _error("bad or missing secret or signature"),
+            "404": _error("unknown source"),
+            "413": _error("body over BRIDGE_MAX_BODY_BYTES"),
+            "415": _error("content type the kind does not take"),
+            "503": _error("database unavailable; retry"),
+            **_reject_responses(),
+        }.items()
+    )
+)
 
 HOOK_BODY = {
     "required": True,

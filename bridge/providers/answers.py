@@ -24,6 +24,11 @@ class Answer:
     value: Any
 
 
+def is_empty(value: Any) -> bool:
+    """An unanswered question: no value, or an empty text, list or object (``0`` and ``False`` are answers)."""
+    return value is None or value == "" or value == [] or value == {}
+
+
 def display(value: Any) -> str:
     if value is None:
         return ""

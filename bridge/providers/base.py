@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from marshmallow import Schema, ValidationError
+from marshmallow import EXCLUDE, Schema, ValidationError
 from werkzeug import Request
 from werkzeug.datastructures import FileStorage
 
@@ -39,6 +39,14 @@ class Provider:
     token_ttl_seconds: ClassVar[float] = 12 * 3600
     # what `bridge check` tells the operator to configure at the sender; {url} is the hook URL
     sender_setup: ClassVar[str] = "POST to {url}"
+    # the signature travels inside the parsed body (Mailgun's form fields), so the content type
+    # is checked before verify() can read it; elsewhere the signature comes first
+    signature_in_body: ClassVar[bool] = False
+    # a secret of the shape validate_secret() accepts (the auth mixins below give one)
+    example_secret: ClassVar[str]
+    # (content type, body): a small request of this kind's real shape, with some non-ASCII text,
+    # that parses to a ticket; the admin page's try-it form starts with it
+    sample: ClassVar[tuple[str, str]]
 
     def validate_options(self, options: Mapping[str, Any]) -> None:
         """Check this kind's source options at start-up; raise ValueError("<option>: <problem>")."""
@@ -64,9 +72,12 @@ class Provider:
         """The request as this kind reads it: raw bytes (413 when too big), the signature on them
         (unless a preview skips it), the content type, then the message."""
         request.get_data(cache=True)
+        if self.signature_in_body:
+            self.check_content_type(request)
         if verify:
             self.verify(request, source)
-        self.check_content_type(request)
+        if not self.signature_in_body:
+            self.check_content_type(request)
         return self.parse(request, source)
 
     def json_object(self, request: Request) -> dict[str, Any]:
@@ -97,7 +108,15 @@ def schema_instance(schema: type[Schema]) -> Schema:
     return schema()
 
 
-MAX_KEY_LENGTH = 200  # events.dedupe_key holds 255; room for a prefix
+class LenientSchema(Schema):
+    """A sender's payload: keys the schema does not name are dropped (senders add fields over time)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+KEY_COLUMN_LENGTH = 255  # events.dedupe_key and seen_tokens.token are varchar(255)
+BOUNDED_KEY_LENGTH = 200  # the longest value bounded_key keeps as text, leaving room for its prefix
 
 
 def bounded_key(prefix: str, value: str) -> str:
@@ -106,7 +125,7 @@ def bounded_key(prefix: str, value: str) -> str:
     Long values and control characters (PostgreSQL text holds no NUL) are hashed, so any
     sender-chosen id can be a de-duplication key.
     """
-    if len(value) <= MAX_KEY_LENGTH and value.isprintable():
+    if len(value) <= BOUNDED_KEY_LENGTH and value.isprintable():
         return prefix + value
     return f"{prefix}sha256:{hashlib.sha256(value.encode('utf-8', 'surrogatepass')).hexdigest()}"
 
@@ -140,6 +159,7 @@ class TokenAuth:
 
     header = "X-Bridge-Token"
     secret_headers: ClassVar[tuple[str, ...]] = (header,)
+    example_secret: ClassVar[str] = "example-token-4f7c2a9e1b"
 
     def verify(self, request: Request, source: Source) -> None:
         if not source.secret:
@@ -154,6 +174,7 @@ class BodyHmacAuth:
 
     signature_header: ClassVar[str]
     signature_prefix: ClassVar[bytes] = b""
+    example_secret: ClassVar[str] = "example-signing-secret-8d2e41"
 
     def verify(self, request: Request, source: Source) -> None:
         digest = hmac.new((source.secret or "").encode(), request.get_data(cache=True), hashlib.sha256).digest()
@@ -167,6 +188,7 @@ class BasicAuth:
     """HTTP Basic credentials, configured as ``secret: user:pass`` (the sender puts them in the URL)."""
 
     secret_headers: ClassVar[tuple[str, ...]] = ("Authorization",)
+    example_secret: ClassVar[str] = "user:example-pass-3b7c90"
 
     def validate_secret(self, secret: str) -> None:
         if ":" not in secret:
@@ -177,4 +199,6 @@ class BasicAuth:
         auth = request.authorization
         given = f"{auth.username}:{auth.password}".encode() if auth and auth.type == "basic" else b""
         if not expected or not hmac.compare_digest(given, expected):
-            raise Unauthorized("missing or wrong HTTP Basic credentials (put user:pass in the webhook URL)")
+            raise Unauthorized(
+                "missing or wrong HTTP Basic credentials (put user:pass in the webhook URL)", scheme="Basic"
+            )

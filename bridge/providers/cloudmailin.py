@@ -23,6 +23,7 @@ from bridge.providers.base import BasicAuth, Provider
 from bridge.providers.mime import (
     ParsedEmail,
     auto_reply_reason,
+    base64_size,
     clean_message_id,
     decode_words,
     email_message,
@@ -89,6 +90,13 @@ class CloudMailinProvider(BasicAuth, Provider):
     kind = "cloudmailin"
     sender_setup = "CloudMailin: target {url} with the secret's user:pass before the host, format JSON (Normalized)"
     content_types = ("application/json",)
+    sample = (
+        "application/json",
+        '{"envelope": {"from": "alice@example.com", "to": "support@example.com"},\n'
+        ' "headers": {"from": "Alice Müller <alice@example.com>", "subject": "Hello",\n'
+        '  "message_id": "<sample-1@example.com>"},\n'
+        ' "plain": "Hi there, Grüße aus Köln"}',
+    )
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         data = self.json_object(request)
@@ -140,12 +148,6 @@ def attachment(posted: dict[str, Any]) -> Attachment:
         content_type=posted["content_type"] or "application/octet-stream",
         size=size,
     )
-
-
-def base64_size(content: str) -> int:
-    """The decoded size of base64 text, without decoding it."""
-    text = "".join(content.split())
-    return max(0, len(text) * 3 // 4 - text[-2:].count("="))
 
 
 def template_fields(data: dict[str, Any]) -> dict[str, Any]:

@@ -5,27 +5,18 @@ The body is the message exactly as a mail server holds it (``message/rfc822``, o
 ``X-Bridge-Token`` or ``?token=``. The de-duplication key is the ``Message-ID`` header, else a
 hash of From, Date, Subject and body, so a mail server that delivers the same message twice
 creates one ticket.
-
 """
 
 from __future__ import annotations
 
-import logging
-import re
-
 from werkzeug import Request
 
-from bridge.errors import BadPayload, RejectedPayload
+from bridge.errors import BadPayload
 from bridge.message import InboundMessage
 from bridge.providers import mime
 from bridge.providers.base import Provider, TokenAuth
 from bridge.sources import Source
 
-log = logging.getLogger("bridge.providers.email")
-
-# events.dedupe_key is varchar(255); PostgreSQL text holds no NUL; keep keys printable and short
-_MAX_KEY = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 # headers a template may want, under these names in ``fields`` (all headers are in fields.headers)
 _ADDRESS_HEADERS = ("to", "cc", "reply-to", "delivered-to", "x-original-to")
 
@@ -37,6 +28,16 @@ class EmailProvider(TokenAuth, Provider):
     )
     content_types = ("message/rfc822", "text/plain")
     requires_secret = True
+    sample = (
+        "message/rfc822",
+        "From: Alice Müller <alice@example.com>\n"
+        "To: support@example.com\n"
+        "Subject: Hello\n"
+        "Message-ID: <sample-1@example.com>\n"
+        "Content-Type: text/plain; charset=utf-8\n"
+        "\n"
+        "Hi there, Grüße aus Köln",
+    )
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         raw = request.get_data(cache=True)
@@ -48,21 +49,18 @@ class EmailProvider(TokenAuth, Provider):
                 "the body is not an RFC 822 message: it must start with header lines such as 'From: ...' "
                 "(post the raw message, e.g. curl --data-binary @message.eml)"
             )
-        discard = mime.auto_reply_reason(parsed.headers)
-        if not parsed.from_email and not discard:
-            raise RejectedPayload("the message has no From address to answer", status=self.reject_status)
-        return InboundMessage(
-            dedupe_key=mime.email_dedupe_key(parsed),
-            email=parsed.from_email,
-            name=parsed.from_name,
-            subject=parsed.subject,
-            body=parsed.text,
-            html=parsed.html,
+        return mime.email_message(
+            parsed,
             fields=_fields(parsed),
-            attachments=parsed.attachments,
-            message_id=parsed.message_id,
-            discard_reason=discard,
+            discard_reason=mime.auto_reply_reason(parsed.headers),
+            reject_status=self.reject_status,
+            refuse=_refusal,
         )
+
+
+def _refusal(email: mime.ParsedEmail, discard_reason: str | None) -> str | None:
+    """A mail to answer needs a From address; automatic mail is stored as discarded without one."""
+    return None if email.from_email or discard_reason else "the message has no From address to answer"
 
 
 def _fields(parsed: mime.ParsedEmail) -> dict[str, object]:

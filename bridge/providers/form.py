@@ -19,6 +19,10 @@ class FormProvider(TokenAuth, Provider):
     requires_secret = False
     sender_setup = '<form method="post" action="{url}"> (add ?token=<secret> when the source has a secret)'
     options = ("honeypot",)
+    sample = (
+        "application/x-www-form-urlencoded",
+        "email=alice%40example.com&name=Alice+M%C3%BCller&subject=Hello&message=Hi+there%2C+Gr%C3%BC%C3%9Fe",
+    )
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         form = request.form

@@ -11,14 +11,16 @@ comes in the URL (``?token=``) or the ``X-Bridge-Token`` header.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 from werkzeug import Request
 
 from bridge.errors import BadPayload, RejectedPayload
 from bridge.message import InboundMessage
-from bridge.providers.answers import Answer, answers_message, display
+from bridge.providers.answers import Answer, answers_message, display, is_empty
 from bridge.providers.base import Provider, TokenAuth, bounded_key, strict_json
 from bridge.sources import Source
 
@@ -37,6 +39,22 @@ class JotformProvider(TokenAuth, Provider):
     content_types = ("multipart/form-data", "application/x-www-form-urlencoded")
     requires_secret = True
     options = ("honeypot",)
+    sample = (
+        "application/x-www-form-urlencoded",
+        urlencode(
+            {
+                "formTitle": "Contact",
+                "submissionID": "6221904456789012345",
+                "rawRequest": json.dumps(
+                    {
+                        "q3_name": {"first": "Alice", "last": "Müller"},
+                        "q4_email": "alice@example.com",
+                        "q5_message": "Grüße aus Köln",
+                    }
+                ),
+            }
+        ),
+    )
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         form = request.form
@@ -82,7 +100,7 @@ def _answers(raw: dict[str, Any]) -> list[Answer]:
         if not QUESTION_KEY.match(key):
             continue
         label, readable = derive_label(key), _readable(value)
-        if not _is_empty(readable):
+        if not is_empty(readable):
             answers.append(Answer(key=key, label=label, type=_type(key, label, value, readable), value=readable))
     return answers
 
@@ -125,11 +143,11 @@ def _readable(value: Any) -> Any:
     if isinstance(value, str):
         return _without_data_uri(value)
     if isinstance(value, list):
-        return [r for r in map(_readable, value) if not _is_empty(r)]
+        return [r for r in map(_readable, value) if not is_empty(r)]
     if not isinstance(value, dict):
         return value
     readable = {k: _readable(v) for k, v in value.items() if k not in NOISE_KEYS}
-    parts = {k: v for k, v in readable.items() if not _is_empty(v)}
+    parts = {k: v for k, v in readable.items() if not is_empty(v)}
     if "date" in value and not parts.get("date") and "duration" in value:
         return None  # an appointment widget left unset
     return _composite(parts) if all(isinstance(v, str) for v in parts.values()) else parts
@@ -161,7 +179,3 @@ def _without_data_uri(text: str) -> str:
     if text.startswith("data:") and ";base64," in head:
         return f"[{head[5:].split(';', 1)[0] or 'binary'} data, not kept]"
     return text
-
-
-def _is_empty(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {}

@@ -15,6 +15,10 @@ class JsonProvider(TokenAuth, Provider):
     content_types = ("application/json",)
     requires_secret = False
     sender_setup = "POST JSON to {url} (with X-Bridge-Token: <secret>, or ?token=<secret>, when the source has one)"
+    sample = (
+        "application/json",
+        '{"email": "alice@example.com", "name": "Alice Müller", "subject": "Hello", "message": "Hi there, Grüße"}',
+    )
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         data = self.json_object(request)

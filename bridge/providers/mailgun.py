@@ -13,6 +13,7 @@ back with another Message-Id (a captured signature reused for a forged message).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -20,20 +21,29 @@ import re
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import ValidationError, fields, validate
 from werkzeug import Request
 from werkzeug.datastructures import FileStorage, MultiDict
 
-from bridge.errors import RejectedPayload, Unauthorized
+from bridge.errors import Unauthorized
 from bridge.message import Attachment, InboundMessage
-from bridge.providers.base import Provider, body_hash, bounded_key, schema_instance, upload_size
+from bridge.providers.base import (
+    KEY_COLUMN_LENGTH,
+    LenientSchema,
+    Provider,
+    body_hash,
+    bounded_key,
+    schema_instance,
+    upload_size,
+)
 from bridge.providers.mime import (
     ParsedEmail,
     auto_reply_reason,
     clean_message_id,
     decode_words,
+    email_message,
     header_dict,
     html_to_text,
     parse_rfc822,
@@ -43,7 +53,6 @@ from bridge.sources import Source
 
 MAX_AGE_SECONDS = 12 * 3600  # retries go on for ~8 h and carry the first timestamp and signature
 MAX_AHEAD_SECONDS = 5 * 60  # clock skew; a timestamp further ahead was not made by Mailgun
-MAX_KEY_LENGTH = 255  # events.dedupe_key
 # posted fields left out of InboundMessage.fields: the signature, and the bodies and headers
 # the message holds already (body-mime can be megabytes)
 NOT_FIELDS = frozenset(
@@ -52,14 +61,11 @@ NOT_FIELDS = frozenset(
 _ATTACHMENT = re.compile(r"attachment-([0-9]{1,6})")
 
 
-class SignatureSchema(Schema):
+class SignatureSchema(LenientSchema):
     """The three signature fields Mailgun adds to every post."""
 
-    class Meta:
-        unknown = EXCLUDE
-
     timestamp = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{1,12}(\.[0-9]{1,9})?$"))
-    token = fields.String(required=True, validate=validate.Length(min=1, max=MAX_KEY_LENGTH))
+    token = fields.String(required=True, validate=validate.Length(min=1, max=KEY_COLUMN_LENGTH))
     signature = fields.String(required=True, validate=validate.Regexp(r"^[0-9A-Fa-f]{64}$"))
 
 
@@ -80,11 +86,8 @@ class HeaderPairs(fields.Field):
         return [(str(p[0]), str(p[1])) for p in pairs if isinstance(p, list) and len(p) == 2]
 
 
-class ForwardSchema(Schema):
+class ForwardSchema(LenientSchema):
     """The fields of a ``forward()`` post the message is built from; each may be missing."""
-
-    class Meta:
-        unknown = EXCLUDE
 
     from_ = fields.String(data_key="from", load_default="")
     sender = fields.String(load_default=None)  # SMTP MAIL FROM; "" is a bounce's null sender
@@ -102,11 +105,24 @@ class MailgunProvider(Provider):
     )
     content_types = ("application/x-www-form-urlencoded", "multipart/form-data")
     reject_status = 406  # Mailgun's "rejected, do not retry"; any other error is retried for ~8 h
+    signature_in_body = True
     token_ttl_seconds = MAX_AGE_SECONDS + MAX_AHEAD_SECONDS  # as long as verify() can accept a token
+    example_secret = "key-5d0c9e2b7a41f86e3c1b90d4a7e2f615"
+    sample = (
+        "application/x-www-form-urlencoded",
+        urlencode(
+            {
+                "recipient": "support@example.com",
+                "sender": "alice@example.com",
+                "from": "Alice Müller <alice@example.com>",
+                "subject": "Hello",
+                "body-plain": "Hi there, Grüße aus Köln",
+                "Message-Id": "<sample-1@example.com>",
+            }
+        ),
+    )
 
     def verify(self, request: Request, source: Source) -> None:
-        # the signature travels inside the form, so the body must be a form before it can be read
-        self.check_content_type(request)
         try:
             auth = schema_instance(SignatureSchema).load(request.form.to_dict())
         except ValidationError:
@@ -124,26 +140,29 @@ class MailgunProvider(Provider):
         posted = self.load(ForwardSchema, request.form.to_dict())
         raw = raw_mime(request)
         email = parse_rfc822(raw) if raw is not None else parsed_email(request, posted)
-        address = email.from_email or sender(posted["sender"] or "")[1]
-        if not address and not email.text:
-            raise RejectedPayload(
-                "the message has no sender (from, sender) and no body: there is nothing to make a ticket of",
-                status=self.reject_status,
-            )
-        token = request.form.get("token") or None
-        return InboundMessage(
-            dedupe_key=dedupe_key(email.message_id, token) or body_hash(request),
-            email=address,
-            name=email.from_name,
+        email = dataclasses.replace(
+            email,
+            from_email=email.from_email or sender(posted["sender"] or "")[1],
             subject=email.subject or decode_words(posted["subject"]) or None,
-            body=email.text,
-            html=email.html,
-            fields=posted_fields(request.form, email.headers),
-            attachments=email.attachments,
-            message_id=email.message_id,
-            discard_reason=auto_reply_reason(email.headers, posted["sender"]),
-            replay_token=token,
         )
+        token = request.form.get("token") or None
+        return email_message(
+            email,
+            fields=posted_fields(request.form, email.headers),
+            discard_reason=auto_reply_reason(email.headers, posted["sender"]),
+            reject_status=self.reject_status,
+            refuse=refusal,
+            dedupe_key=dedupe_key(email.message_id, token) or body_hash(request),
+            replay_token=token,
+            keep_line_ends=True,
+        )
+
+
+def refusal(email: ParsedEmail, discard_reason: str | None) -> str | None:
+    """A message with neither sender (``from``, else the envelope ``sender``) nor text is refused."""
+    if email.from_email or email.text:
+        return None
+    return "the message has no sender (from, sender) and no body: there is nothing to make a ticket of"
 
 
 def check_fresh(timestamp: float, now: float) -> None:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email import policy
 from email.errors import MessageError
@@ -177,6 +177,12 @@ def _size(part: Message) -> int:
         return 0
 
 
+def base64_size(content: str) -> int:
+    """The decoded size of base64 text (line breaks allowed), without decoding it."""
+    text = "".join(content.split())
+    return max(0, len(text) * 3 // 4 - text[-2:].count("="))
+
+
 def _body_part(message: EmailMessage, subtype: str) -> Message | None:
     try:
         return message.get_body(preferencelist=(subtype,))
@@ -184,25 +190,49 @@ def _body_part(message: EmailMessage, subtype: str) -> Message | None:
         return None
 
 
+# an email kind's rule of what it refuses: (parsed email, discard reason) -> why it is refused, or None
+Refusal = Callable[[ParsedEmail, str | None], str | None]
+
+
+def nothing_to_make_a_ticket_of(email: ParsedEmail, discard_reason: str | None) -> str | None:
+    """The default rule: a message with neither sender nor text is refused, discarded or not."""
+    if email.from_email or email.text:
+        return None
+    return "the message has no sender and no body: there is nothing to make a ticket of"
+
+
 def email_message(
-    email: ParsedEmail, *, fields: dict[str, Any], discard_reason: str | None, reject_status: int
+    email: ParsedEmail,
+    *,
+    fields: dict[str, Any],
+    discard_reason: str | None,
+    reject_status: int,
+    refuse: Refusal = nothing_to_make_a_ticket_of,
+    dedupe_key: str | None = None,
+    replay_token: str | None = None,
+    keep_line_ends: bool = False,
 ) -> InboundMessage:
-    """The message of a parsed email; one with neither sender nor text is refused (``reject_status``)."""
-    if not email.from_email and not email.text:
-        raise RejectedPayload(
-            "the message has no sender and no body: there is nothing to make a ticket of", status=reject_status
-        )
+    """The message of a parsed email, for every email kind.
+
+    ``refuse`` is the kind's rule of what it answers with ``reject_status``. The de-duplication
+    key is ``dedupe_key`` when the kind has its own, else :func:`email_dedupe_key`. The body gets
+    ``\\n`` line ends unless ``keep_line_ends`` (Mailgun's parsed ``body-plain`` goes to the note as posted).
+    """
+    reason = refuse(email, discard_reason)
+    if reason:
+        raise RejectedPayload(reason, status=reject_status)
     return InboundMessage(
-        dedupe_key=email_dedupe_key(email),
+        dedupe_key=email_dedupe_key(email) if dedupe_key is None else dedupe_key,
         email=email.from_email,
         name=email.from_name,
         subject=email.subject,
-        body=newlines(email.text),
+        body=email.text if keep_line_ends else newlines(email.text),
         html=email.html,
         fields=fields,
         attachments=email.attachments,
         message_id=email.message_id,
         discard_reason=discard_reason,
+        replay_token=replay_token,
     )
 
 

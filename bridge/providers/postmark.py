@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields
+from marshmallow import ValidationError, fields
 from werkzeug import Request
 
 from bridge.errors import RejectedPayload
 from bridge.message import Attachment, InboundMessage
 from bridge.providers import mime
-from bridge.providers.base import BasicAuth, Provider, bounded_key
+from bridge.providers.base import BasicAuth, LenientSchema, Provider, bounded_key
 from bridge.sources import Source
 
 
@@ -33,23 +33,18 @@ def _text() -> fields.String:
     return fields.String(load_default="", allow_none=True)
 
 
-class _Posted(Schema):
-    class Meta:
-        unknown = EXCLUDE  # Postmark adds fields over time; RawEmail (the whole MIME message) is dropped
-
-
-class _Address(_Posted):
+class _Address(LenientSchema):
     Email = _text()
     Name = _text()
     MailboxHash = _text()
 
 
-class _Header(_Posted):
+class _Header(LenientSchema):
     Name = fields.String(required=True)
     Value = _text()
 
 
-class _Attachment(_Posted):
+class _Attachment(LenientSchema):
     Name = _text()
     ContentType = _text()
     ContentLength = fields.Integer(strict=True, allow_none=True, load_default=None)
@@ -59,7 +54,9 @@ class _Attachment(_Posted):
     Data = _text()  # the dashboard's "Check" button posts Data instead of Content
 
 
-class PostmarkInboundSchema(_Posted):
+class PostmarkInboundSchema(LenientSchema):
+    """The inbound webhook's fields; RawEmail (the whole MIME message, when enabled) is dropped."""
+
     MessageID = fields.String(required=True, validate=_not_blank)
     From = _text()
     FromName = _text()
@@ -91,6 +88,13 @@ class PostmarkProvider(BasicAuth, Provider):
     )
     content_types = ("application/json",)
     reject_status = 403  # Postmark: "403 stops retries"; anything else but 200 is retried
+    sample = (
+        "application/json",
+        '{"MessageID": "5b0d1e57-0000-4000-8000-000000000001", "From": "alice@example.com",\n'
+        ' "FromName": "Alice Müller", "To": "support@inbound.postmarkapp.com", "Subject": "Hello",\n'
+        ' "TextBody": "Hi there, Grüße aus Köln",\n'
+        ' "Headers": [{"Name": "Message-ID", "Value": "<sample-1@example.com>"}]}',
+    )
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         data = self.json_object(request)
@@ -103,26 +107,32 @@ class PostmarkProvider(BasicAuth, Provider):
             )
         post = self.load(PostmarkInboundSchema, data)
         headers = mime.header_dict((h["Name"], h["Value"] or "") for h in post["Headers"] or [])
-        name, email = _sender(post)
-        discard = mime.auto_reply_reason({**headers, "from": email or ""})
-        if not email and not discard:
-            raise RejectedPayload("the message has no sender address (FromFull.Email)", status=self.reject_status)
+        name, address = _sender(post)
         attachments = [_attachment(a) for a in post["Attachments"] or []]
-        text, html = mime.newlines(post["TextBody"] or "").strip(), post["HtmlBody"] or None
-        if not text and html:
-            text = mime.html_to_text(html)
-        return InboundMessage(
-            dedupe_key=bounded_key("postmark:", post["MessageID"].strip()),
-            email=email,
-            name=name,
+        text, html = (post["TextBody"] or "").strip(), post["HtmlBody"] or None
+        email = mime.ParsedEmail(
+            from_name=name,
+            from_email=address,
             subject=mime.decode_words(post["Subject"] or "") or None,
-            body=text,
+            text=text or (mime.html_to_text(html) if html else ""),
             html=html,
-            fields=_fields(post, attachments, headers),
-            attachments=attachments,
             message_id=mime.clean_message_id(headers.get("message-id")) or post["MessageID"].strip(),
-            discard_reason=discard,
+            headers=headers,
+            attachments=attachments,
         )
+        return mime.email_message(
+            email,
+            fields=_fields(post, attachments, headers),
+            discard_reason=mime.auto_reply_reason({**headers, "from": address or ""}),
+            reject_status=self.reject_status,
+            refuse=_refusal,
+            dedupe_key=bounded_key("postmark:", post["MessageID"].strip()),
+        )
+
+
+def _refusal(email: mime.ParsedEmail, discard_reason: str | None) -> str | None:
+    """A mail to answer needs a sender address; automatic mail is stored as discarded without one."""
+    return None if email.from_email or discard_reason else "the message has no sender address (FromFull.Email)"
 
 
 def _sender(post: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -136,8 +146,7 @@ def _sender(post: dict[str, Any]) -> tuple[str | None, str | None]:
 def _attachment(posted: dict[str, Any]) -> Attachment:
     size = posted["ContentLength"]
     if size is None or size < 0:  # the "Check" button leaves it out: size the base64 content instead
-        encoded = (posted["Content"] or posted["Data"] or "").strip()
-        size = max(len(encoded) * 3 // 4 - encoded[-2:].count("="), 0)
+        size = mime.base64_size(posted["Content"] or posted["Data"] or "")
     return Attachment(name=posted["Name"] or "unnamed", content_type=posted["ContentType"] or "", size=size)
 
 

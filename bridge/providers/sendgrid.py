@@ -52,12 +52,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("bridge.providers.sendgrid")
 
 # Unconfirmed for Inbound Parse: SendGrid's Parse security-policy page says only that the
-# signature is "in the HTTP headers"; these are the Event Webhook's names (docs/providers/sendgrid.md).
+# signature is "in the HTTP headers"; these are the Event Webhook's names (docs/providers.md, sendgrid).
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAX_SKEW_SECONDS = 5 * 60
 MAX_PARTS = 1000  # Flask's MAX_FORM_PARTS default; Werkzeug's own limit would answer 413
-MAX_KEY_LENGTH = 255  # events.dedupe_key
 # fields that are the message itself (bodies, raw MIME) or machinery, not template data
 NOT_FIELDS = frozenset(("email", "text", "html", "headers", "attachment-info", "content-ids", "charsets"))
 _ATTACHMENT = re.compile(r"^attachment([0-9]{1,6})$")
@@ -69,6 +68,15 @@ class Part:
     filename: str | None
     content_type: str
     data: bytes
+
+
+def form_data(boundary: str, **values: str) -> str:
+    """Text fields as a ``multipart/form-data`` body, as Inbound Parse posts them (for the sample)."""
+    parts = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in values.items()
+    )
+    return "".join(parts) + f"--{boundary}--"
 
 
 class JsonObject(fields.Field):
@@ -110,6 +118,16 @@ class SendGridProvider(BasicAuth, Provider):
     )
     content_types = ("multipart/form-data",)
     options = ("verification_key", "max_spam_score")
+    sample = (
+        "multipart/form-data; boundary=xYzZY",
+        form_data(
+            "xYzZY",
+            headers="From: Alice <alice@example.com>\r\nTo: support@parse.example.com\r\nSubject: Hello\r\n"
+            "Message-ID: <sample-1@example.com>",
+            text="Hi there, Grüße aus Köln",
+            charsets='{"text": "UTF-8", "subject": "UTF-8", "from": "UTF-8"}',
+        ),
+    )
 
     def verify(self, request: Request, source: Source) -> None:
         super().verify(request, source)  # HTTP Basic, always

@@ -39,6 +39,12 @@ class StandardWebhooksProvider(Provider):
     content_types = ("application/json",)
     requires_secret = True
     options = ("honeypot",)
+    example_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    sample = (
+        "application/json",
+        '{"type": "contact.created", "timestamp": "2026-01-01T12:00:00Z",\n'
+        ' "data": {"email": "alice@example.com", "name": "Alice Müller", "message": "Hi there, Grüße"}}',
+    )
 
     def validate_secret(self, secret: str) -> None:
         try:

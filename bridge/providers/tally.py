@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import fields, validate
 from werkzeug import Request
 
 from bridge.message import Attachment, InboundMessage
-from bridge.providers.answers import Answer, answers_message
-from bridge.providers.base import BodyHmacAuth, Provider, bounded_key
+from bridge.providers.answers import Answer, answers_message, is_empty
+from bridge.providers.base import BodyHmacAuth, LenientSchema, Provider, bounded_key
 from bridge.sources import Source
 
 SIGNATURE_HEADER = "Tally-Signature"
@@ -24,17 +24,12 @@ CHOICE_TYPES = ("MULTIPLE_CHOICE", "CHECKBOXES", "DROPDOWN", "MULTI_SELECT", "RA
 FILE_TYPES = ("FILE_UPLOAD", "SIGNATURE")
 
 
-class _Lenient(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-
-class _OptionSchema(_Lenient):
+class _OptionSchema(LenientSchema):
     id = fields.String(required=True)
     text = fields.String(load_default="", allow_none=True)
 
 
-class _FieldSchema(_Lenient):
+class _FieldSchema(LenientSchema):
     key = fields.String(required=True, validate=validate.Length(min=1))
     label = fields.String(load_default=None, allow_none=True)
     type = fields.String(load_default="", allow_none=True)
@@ -44,14 +39,14 @@ class _FieldSchema(_Lenient):
     columns = fields.List(fields.Nested(_OptionSchema), load_default=None, allow_none=True)
 
 
-class _DataSchema(_Lenient):
+class _DataSchema(LenientSchema):
     responseId = fields.String(required=True, validate=validate.Length(min=1))
     formName = fields.String(load_default=None, allow_none=True)
     # "fields" would shadow marshmallow's own Schema.fields
     questions = fields.List(fields.Nested(_FieldSchema), data_key="fields", load_default=list)
 
 
-class TallyPayloadSchema(_Lenient):
+class TallyPayloadSchema(LenientSchema):
     eventType = fields.String(load_default=None, allow_none=True)
     data = fields.Nested(_DataSchema, required=True)
 
@@ -66,12 +61,20 @@ class TallyProvider(BodyHmacAuth, Provider):
     # Tally's own example signs JSON.stringify of the parsed payload; for the compact JSON
     # Tally sends, that is the raw body, which is what is checked.
     signature_header = SIGNATURE_HEADER
+    sample = (
+        "application/json",
+        '{"eventId": "sample-event-1", "eventType": "FORM_RESPONSE", "data": {"responseId": "sample-1",\n'
+        ' "formName": "Contact", "fields": [\n'
+        '  {"key": "question_name", "label": "Your name", "type": "INPUT_TEXT", "value": "Alice Müller"},\n'
+        '  {"key": "question_email", "label": "Email", "type": "INPUT_EMAIL", "value": "alice@example.com"},\n'
+        '  {"key": "question_message", "label": "Message", "type": "TEXTAREA", "value": "Grüße aus Köln"}]}}',
+    )
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         data = self.json_object(request)
         payload = self.load(TallyPayloadSchema, data)["data"]
         questions = _without_checkbox_options(payload.get("questions") or [])
-        answers = [answer for answer in map(_answer, questions) if not _is_empty(answer.value)]
+        answers = [answer for answer in map(_answer, questions) if not is_empty(answer.value)]
         attachments = [a for q in questions if q["type"] in FILE_TYPES for a in _attachments(q["value"])]
         return answers_message(
             payload.get("formName"),
@@ -149,7 +152,3 @@ def _attachments(value: Any) -> list[Attachment]:
 def _size(upload: dict[str, Any]) -> int:
     size = upload.get("size")
     return size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else 0
-
-
-def _is_empty(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {}

@@ -11,23 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, INCLUDE, Schema, fields, validate
+from marshmallow import INCLUDE, Schema, fields, validate
 from werkzeug import Request
 
 from bridge.message import InboundMessage
-from bridge.providers.answers import Answer, answers_message
-from bridge.providers.base import BodyHmacAuth, Provider, bounded_key
+from bridge.providers.answers import Answer, answers_message, is_empty
+from bridge.providers.base import BodyHmacAuth, LenientSchema, Provider, bounded_key
 from bridge.sources import Source
 
 SIGNATURE_HEADER = "Typeform-Signature"
 
 
-class _Lenient(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-
-class _FieldRefSchema(_Lenient):
+class _FieldRefSchema(LenientSchema):
     id = fields.String(load_default=None)
     ref = fields.String(load_default=None)
     type = fields.String(load_default=None)
@@ -41,26 +36,26 @@ class _AnswerSchema(Schema):
     type = fields.String(required=True)
 
 
-class _DefinitionFieldSchema(_Lenient):
+class _DefinitionFieldSchema(LenientSchema):
     id = fields.String(load_default=None)
     ref = fields.String(load_default=None)
     title = fields.String(load_default=None)
 
 
-class _DefinitionSchema(_Lenient):
+class _DefinitionSchema(LenientSchema):
     title = fields.String(load_default=None, allow_none=True)
     # "fields" would shadow marshmallow's own Schema.fields
     questions = fields.List(fields.Nested(_DefinitionFieldSchema), data_key="fields", load_default=list)
 
 
-class _FormResponseSchema(_Lenient):
+class _FormResponseSchema(LenientSchema):
     token = fields.String(required=True, validate=validate.Length(min=1))
     definition = fields.Nested(_DefinitionSchema, load_default=dict)
     answers = fields.List(fields.Nested(_AnswerSchema), load_default=list)
     hidden = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True), load_default=dict)
 
 
-class TypeformPayloadSchema(_Lenient):
+class TypeformPayloadSchema(LenientSchema):
     event_id = fields.String(load_default=None)
     event_type = fields.String(load_default="form_response")
     form_response = fields.Nested(_FormResponseSchema, required=True)
@@ -75,6 +70,14 @@ class TypeformProvider(BodyHmacAuth, Provider):
 
     signature_header = SIGNATURE_HEADER
     signature_prefix = b"sha256="
+    sample = (
+        "application/json",
+        '{"event_id": "01JSAMPLE", "event_type": "form_response", "form_response": {"token": "sample-1",\n'
+        ' "definition": {"title": "Contact", "fields": [{"id": "f1", "title": "Your email"},\n'
+        '  {"id": "f2", "title": "Message"}]},\n'
+        ' "answers": [{"type": "email", "email": "alice@example.com", "field": {"id": "f1", "ref": "email"}},\n'
+        '  {"type": "text", "text": "Grüße aus Köln", "field": {"id": "f2", "ref": "message"}}]}}',
+    )
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         data = self.json_object(request)
@@ -104,7 +107,7 @@ def _answers(raw_answers: list[dict[str, Any]], definition_fields: list[dict[str
         key = field.get("ref") or field.get("id") or raw["type"]
         label = titles.get(field.get("id") or "") or key
         value = answer_value(raw)
-        if not _is_empty(value):
+        if not is_empty(value):
             answers.append(Answer(key=key, label=label, type=raw["type"], value=value))
     return answers
 
@@ -125,8 +128,4 @@ def answer_value(raw: dict[str, Any]) -> Any:
 
 
 def _hidden(hidden: dict[str, Any]) -> list[Answer]:
-    return [Answer(key=k, label=k, type="hidden", value=v) for k, v in hidden.items() if not _is_empty(v)]
-
-
-def _is_empty(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {}
+    return [Answer(key=k, label=k, type="hidden", value=v) for k, v in hidden.items() if not is_empty(v)]

@@ -9,16 +9,36 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from hypothesis import strategies as st
 from werkzeug import Request
 from werkzeug.test import TestResponse
 
 from bridge.errors import BridgeError
-from bridge.providers import Provider
+from bridge.message import InboundMessage
+from bridge.providers import PROVIDERS, Provider
+from bridge.providers.base import KEY_COLUMN_LENGTH
 from bridge.runtime import get_runtime
 from bridge.sources import Source
 from tests.conftest import deliver_all
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=15,
+)
+
+
+def every_kind_sources() -> str:
+    """A sources file with one source per registered kind, named after it, with the kind's example secret."""
+    return "defaults: {user_id: 1}\nsources:\n" + "".join(
+        f"  {kind}: {{kind: {kind}, secret: '{provider.example_secret}'}}\n" for kind, provider in PROVIDERS.items()
+    )
+
+
+def accepted_content_types(provider: Provider) -> list[str]:
+    """The kind's sample content type (it may carry a multipart boundary), then every type it accepts."""
+    return list(dict.fromkeys((provider.sample[0], *provider.content_types)))
 
 
 def fixture(kind: str, name: str) -> bytes:
@@ -44,7 +64,7 @@ def stored_event(app: Flask, event_id: str) -> dict[str, Any]:
 def verify_then_parse(provider: Provider, request: Request, source: Source, verify_as: Source | None = None) -> None:
     """Verify, then parse even when unverified (as the preview does).
 
-    Only a BridgeError may come out, and a parsed message must be storable as JSON.
+    Only a BridgeError may come out, and a parsed message must be storable.
     """
     with contextlib.suppress(BridgeError):
         provider.verify(request, verify_as or source)
@@ -52,4 +72,14 @@ def verify_then_parse(provider: Provider, request: Request, source: Source, veri
         message = provider.parse(request, source)
     except BridgeError:
         return
+    assert_storable(message)
+
+
+def assert_storable(message: InboundMessage) -> None:
+    """The message fits the events table: JSON for its column, a dedupe key the key column and
+    PostgreSQL text take (no NUL, no lone surrogate), a discard reason without NUL."""
     json.dumps(message.to_dict())
+    assert len(message.dedupe_key) <= KEY_COLUMN_LENGTH, message.dedupe_key
+    assert "\x00" not in message.dedupe_key
+    message.dedupe_key.encode("utf-8")
+    assert message.discard_reason is None or "\x00" not in message.discard_reason

@@ -371,10 +371,3 @@ def test_no_input_raises_anything_but_a_bridge_error(
     content_type = "multipart/form-data" if multipart else URLENCODED
     request = EnvironBuilder(method="POST", data=data, content_type=content_type).get_request()
     verify_then_parse(PROVIDERS["mailgun"], request, SOURCE)
-
-
-@settings(max_examples=100, deadline=None)
-@given(body=st.binary(max_size=300))
-def test_no_raw_body_raises_anything_but_a_bridge_error(body: bytes) -> None:
-    request = EnvironBuilder(method="POST", data=body, content_type=URLENCODED).get_request()
-    verify_then_parse(PROVIDERS["mailgun"], request, SOURCE)

@@ -1,6 +1,4 @@
 """``tally``: signed JSON webhooks, end to end from /hooks/<source> to the SPP sandbox."""
-# ruff: noqa: RUF001
-# (the non-ASCII fixture holds Cyrillic letters and dashes on purpose)
 
 from __future__ import annotations
 
@@ -18,7 +16,7 @@ from werkzeug.test import EnvironBuilder
 from bridge.providers.tally import TallyProvider
 from bridge.sources import Source
 from tests.conftest import CLIENTS
-from tests.providers.helpers import deliver, fixture, stored_event, verify_then_parse
+from tests.providers.helpers import JSON_VALUES, deliver, fixture, stored_event, verify_then_parse
 
 SECRET = "tally-signing-secret-8d2e41"
 SOURCES = (
@@ -33,10 +31,6 @@ SOURCES = (
       tags: [tally]
       metadata:
         source: "{{{{ fields.utm_source }}}}"
-  anfrage:
-    kind: tally
-    secret: {SECRET}
-    name_field: question_a1
   contact:
     kind: tally
     secret: {SECRET}
@@ -104,20 +98,6 @@ def test_every_field_type(app: Flask, sandbox) -> None:
     assert message["attachments"][0] == {"name": "checkout-error.png", "content_type": "image/png", "size": 48213}
 
 
-def test_non_ascii_form_name_and_answers(app: Flask, sandbox) -> None:
-    response = post(app, "anfrage", fixture("tally", "non_ascii.json"))
-    assert deliver(app, sandbox, response) == {
-        "user_id": 1,
-        "subject": "Anfrage – Müller & Söhne GmbH 🛠️ / Заявка",
-        "note": "From: Jürgen Weiß <juergen@muellersoehne.de>\n\n"
-        "Vor- und Nachname: Jürgen Weiß\n"
-        "E-Mail-Adresse: juergen@muellersoehne.de\n"
-        "Ihr Anliegen (Ваш вопрос): Grüße! Unser Shop zeigt „Umlaute“ falsch an: ä ö ü ß.\nСпасибо!\n"
-        "Dringlichkeit: Hoch – sofort",
-        "metadata": {"bridge_event_id": response.get_json()["event_id"]},
-    }
-
-
 def test_email_field_by_label_and_single_id_choice(app: Flask, sandbox) -> None:
     response = post(app, "contact", fixture("tally", "contact.json"))
     assert deliver(app, sandbox, response) == {
@@ -157,15 +137,10 @@ def test_bad_signature_is_401(app: Flask, signature: str) -> None:
     assert response.get_json()["error"] == "unauthorized"
 
 
-def test_missing_signature_is_401(app: Flask) -> None:
-    body = fixture("tally", "every_type.json")
-    assert app.test_client().post("/hooks/support", data=body, content_type="application/json").status_code == 401
-
-
 def test_reserialized_body_does_not_verify(app: Flask) -> None:
     body = fixture("tally", "non_ascii.json")
     reserialized = json.dumps(json.loads(body)).encode()  # \\u escapes: other bytes, other HMAC
-    assert post(app, "anfrage", reserialized, signature=sign(body)).status_code == 401
+    assert post(app, "support", reserialized, signature=sign(body)).status_code == 401
 
 
 @pytest.mark.parametrize(
@@ -203,20 +178,15 @@ def test_filled_honeypot_is_discarded(app: Flask) -> None:
     assert response.get_json()["status"] == "discarded"
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
-    max_leaves=15,
-)
-option = st.fixed_dictionaries({"id": st.text(max_size=3)}, optional={"text": json_values})
+option = st.fixed_dictionaries({"id": st.text(max_size=3)}, optional={"text": JSON_VALUES})
 field = st.fixed_dictionaries(
-    {"key": st.text(max_size=6) | json_values},
+    {"key": st.text(max_size=6) | JSON_VALUES},
     optional={
-        "label": json_values,
+        "label": JSON_VALUES,
         "type": st.sampled_from(["CHECKBOXES", "MATRIX", "FILE_UPLOAD", "SIGNATURE", "INPUT_EMAIL", "RANKING"])
-        | json_values,
-        "value": json_values | st.lists(st.fixed_dictionaries({}, optional={"name": json_values, "size": json_values})),
-        "options": st.lists(option, max_size=3) | json_values,
+        | JSON_VALUES,
+        "value": JSON_VALUES | st.lists(st.fixed_dictionaries({}, optional={"name": JSON_VALUES, "size": JSON_VALUES})),
+        "options": st.lists(option, max_size=3) | JSON_VALUES,
         "rows": st.lists(option, max_size=2),
         "columns": st.lists(option, max_size=2),
     },
@@ -224,10 +194,10 @@ field = st.fixed_dictionaries(
 payloads = st.fixed_dictionaries(
     {},
     optional={
-        "data": json_values
+        "data": JSON_VALUES
         | st.fixed_dictionaries(
-            {"responseId": st.text(max_size=300) | json_values},
-            optional={"fields": st.lists(field, max_size=4) | json_values, "formName": json_values},
+            {"responseId": st.text(max_size=300) | JSON_VALUES},
+            optional={"fields": st.lists(field, max_size=4) | JSON_VALUES, "formName": JSON_VALUES},
         )
     },
 )
@@ -235,9 +205,9 @@ SOURCE = Source(name="fuzz", kind="tally", secret=SECRET, email_field="e", optio
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(payload=payloads, raw=st.binary(max_size=64), use_raw=st.booleans(), signed=st.booleans())
-def test_parser_raises_only_bridge_errors(payload: dict, raw: bytes, use_raw: bool, signed: bool) -> None:
-    body = raw if use_raw else json.dumps(payload).encode()
+@given(payload=payloads, signed=st.booleans())
+def test_parser_raises_only_bridge_errors(payload: dict, signed: bool) -> None:
+    body = json.dumps(payload).encode()
     headers = {"Tally-Signature": sign(body)} if signed else {}
     request = EnvironBuilder(method="POST", data=body, headers=headers, content_type="application/json").get_request()
     verify_then_parse(TallyProvider(), request, SOURCE)

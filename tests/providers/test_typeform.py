@@ -16,7 +16,7 @@ from werkzeug.test import EnvironBuilder
 from bridge.providers.typeform import TypeformProvider
 from bridge.sources import Source
 from tests.conftest import CLIENTS
-from tests.providers.helpers import deliver, fixture, stored_event, verify_then_parse
+from tests.providers.helpers import JSON_VALUES, deliver, fixture, stored_event, verify_then_parse
 
 SECRET = "typeform-test-secret-5f1c9a"
 SOURCES = (
@@ -94,20 +94,6 @@ def test_every_answer_type(app: Flask, sandbox) -> None:
     assert "website_trap" not in message["fields"]  # empty hidden fields are left out
 
 
-def test_non_ascii_title_and_answers(app: Flask, sandbox) -> None:
-    response = post(app, "devis", fixture("typeform", "non_ascii.json"))
-    assert deliver(app, sandbox, response) == {
-        "user_id": 1,
-        "subject": "Demande de devis — Café Zürich ☕ 東京",
-        "note": "From: Zoë Ünal-Øster <zoe@exemple.fr>\n\n"
-        "Prénom et nom: Zoë Ünal-Øster\n"
-        "Adresse électronique: zoe@exemple.fr\n"
-        "Votre message (日本語 OK): Bonjour, nous voudrions un site bilingue — français et 日本語. Merci d'avance !\n"
-        "Quelle formule ?: Économique €",
-        "metadata": {"bridge_event_id": response.get_json()["event_id"]},
-    }
-
-
 def test_typeform_example_payload_with_email_field_by_title(app: Flask, sandbox) -> None:
     response = post(app, "example", fixture("typeform", "example_payload.json"))
     ticket = deliver(app, sandbox, response)
@@ -159,11 +145,6 @@ def test_bad_signature_is_401(app: Flask, signature: str) -> None:
     response = post(app, "quotes", body, signature=signature or " ")
     assert response.status_code == 401
     assert response.get_json()["error"] == "unauthorized"
-
-
-def test_missing_signature_is_401(app: Flask) -> None:
-    response = app.test_client().post("/hooks/quotes", data=b"{}", content_type="application/json")
-    assert response.status_code == 401
 
 
 def test_signature_is_checked_on_the_raw_bytes(app: Flask) -> None:
@@ -234,32 +215,27 @@ def test_missing_definition_falls_back_to_refs(app: Flask, sandbox) -> None:
     }
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
-    max_leaves=15,
-)
 answer = st.fixed_dictionaries(
     {"type": st.sampled_from(["text", "choice", "choices", "payment", "field", "type", "x"]) | st.text(max_size=5)},
     optional={
-        "field": json_values | st.fixed_dictionaries({"id": st.text(max_size=3)}),
-        "choice": json_values,
-        "choices": json_values,
-        "text": json_values,
-        "payment": json_values,
+        "field": JSON_VALUES | st.fixed_dictionaries({"id": st.text(max_size=3)}),
+        "choice": JSON_VALUES,
+        "choices": JSON_VALUES,
+        "text": JSON_VALUES,
+        "payment": JSON_VALUES,
     },
 )
 payloads = st.fixed_dictionaries(
     {},
     optional={
-        "event_type": json_values | st.just("form_response_partial"),
-        "form_response": json_values
+        "event_type": JSON_VALUES | st.just("form_response_partial"),
+        "form_response": JSON_VALUES
         | st.fixed_dictionaries(
-            {"token": st.text(max_size=300) | json_values},
+            {"token": st.text(max_size=300) | JSON_VALUES},
             optional={
-                "answers": st.lists(answer, max_size=3) | json_values,
-                "hidden": json_values,
-                "definition": json_values | st.fixed_dictionaries({"fields": json_values, "title": json_values}),
+                "answers": st.lists(answer, max_size=3) | JSON_VALUES,
+                "hidden": JSON_VALUES,
+                "definition": JSON_VALUES | st.fixed_dictionaries({"fields": JSON_VALUES, "title": JSON_VALUES}),
             },
         ),
     },
@@ -268,9 +244,9 @@ SOURCE = Source(name="fuzz", kind="typeform", secret=SECRET, email_field="e", op
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(payload=payloads, raw=st.binary(max_size=64), use_raw=st.booleans(), signed=st.booleans())
-def test_parser_raises_only_bridge_errors(payload: dict, raw: bytes, use_raw: bool, signed: bool) -> None:
-    body = raw if use_raw else json.dumps(payload).encode()
+@given(payload=payloads, signed=st.booleans())
+def test_parser_raises_only_bridge_errors(payload: dict, signed: bool) -> None:
+    body = json.dumps(payload).encode()
     headers = {"Typeform-Signature": sign(body)} if signed else {}
     request = EnvironBuilder(method="POST", data=body, headers=headers, content_type="application/json").get_request()
     verify_then_parse(TypeformProvider(), request, SOURCE)
