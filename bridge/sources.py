@@ -33,9 +33,20 @@ INTEGER_TEXT = re.compile(r"^\s*-?[0-9]{1,18}\s*$")
 MIN_SECRET_LENGTH = 4
 
 
+def _finalize(value: Any) -> Any:
+    """Render a list of plain values (a dropdown or checkbox answer) as ``a, b``, not ``['a', 'b']``.
+
+    Jinja calls this on the value of every ``{{ }}`` expression; a filter such as
+    ``join(' / ')`` has already turned the list into text by then.
+    """
+    if isinstance(value, list | tuple) and all(isinstance(item, str | int | float) for item in value):
+        return ", ".join(str(item) for item in value)
+    return value
+
+
 # Sender-controlled values reach templates only as data: the immutable sandbox refuses
 # attribute tricks and mutation, and nothing in the context can read files or the network.
-template_env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+template_env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False, finalize=_finalize)
 
 
 class KindInfo(Protocol):
