@@ -117,9 +117,12 @@ def _failed_ids(source: str | None, since: datetime | None) -> list[str]:
 @click.option("--quiet", is_flag=True, help="No log line per request (benchmarks).")
 def sandbox_command(host: str, port: int, token: str, latency_ms: int, fail_rate: float, quiet: bool) -> None:
     """Run the SPP simulator (the local run and the tests use it instead of a real workspace)."""
-    from bridge.sandbox import serve
+    from bridge.sandbox import PortUnavailable, serve
 
-    serve(host, port, token, latency_ms, fail_rate, quiet)
+    try:
+        serve(host, port, token, latency_ms, fail_rate, quiet)
+    except PortUnavailable as exc:
+        fail(f"the sandbox cannot start: {exc}")
 
 
 @bridge_cli.command("check")

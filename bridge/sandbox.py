@@ -13,13 +13,16 @@ created, a dropped connection, a 201 without an id).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import random
 import socket
+import struct
 import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -53,6 +56,16 @@ class Step:
 
 
 FAULT = Step(kind="fault", status=503)
+
+
+def clock_ticket_id() -> int:
+    """The current time in milliseconds: a first ticket id that a restarted sandbox does not repeat.
+
+    The bridge keeps the ticket ids it was given across sandbox restarts, so ids starting at 1
+    every time would point two events at "the same" ticket. Ids only catch up with the clock
+    if a run creates more than one ticket per millisecond on average.
+    """
+    return time.time_ns() // 1_000_000
 
 
 def parse_step(raw: int | str) -> Step:
@@ -89,7 +102,10 @@ class Sandbox:
         latency_ms: int = 0,
         fail_rate: float = 0.0,
         seed: int | None = None,
+        first_id: int | Callable[[], int] = 1,
     ) -> None:
+        """``first_id``: the id of the first ticket, and of the first after each reset; a function
+        (such as :func:`clock_ticket_id`) is asked again at every reset."""
         if latency_ms < 0 or not 0.0 <= fail_rate <= 1.0:
             raise ValueError("latency_ms must be >= 0 and fail_rate between 0 and 1")
         self.token, self.api_version = token, api_version
@@ -100,6 +116,11 @@ class Sandbox:
         self._random = random.Random(seed)
         self._steps: deque[Step] = deque()
         self._app: Flask | None = None
+        self._first_id = first_id
+        self._next_id = self._start_id()
+
+    def _start_id(self) -> int:
+        return self._first_id() if callable(self._first_id) else self._first_id
 
     def script(self, *steps: int | str) -> None:
         """Queue answers, one per ``POST /api/tickets``; all are checked before any is queued."""
@@ -113,6 +134,7 @@ class Sandbox:
             self.tickets.clear()
             self.requests_seen = 0
             self._steps.clear()
+            self._next_id = self._start_id()
 
     def app(self) -> Flask:
         """The WSGI app serving this sandbox (created once)."""
@@ -136,11 +158,12 @@ class Sandbox:
             return FAULT if self._random.random() < self.fail_rate else None
 
     def store(self, body: dict[str, Any], headers: dict[str, str | None]) -> dict[str, Any]:
-        """Keep the request as received under the next id (1, 2, ...)."""
+        """Keep the request as received under the next id (first_id, first_id + 1, ...)."""
         with self._lock:
             now = datetime.now(UTC).replace(microsecond=0).isoformat()
+            ticket_id, self._next_id = self._next_id, self._next_id + 1
             record = {
-                "id": len(self.tickets) + 1,
+                "id": ticket_id,
                 "api_identifier": str(uuid.uuid4()),
                 "created_at": now,
                 "request": body,
@@ -269,14 +292,20 @@ def _create_normally(sandbox: Sandbox) -> Any:
 
 
 def _drop_connection() -> Response:
-    """Close the TCP connection without an answer: the client sees a connection error."""
+    """Reset the TCP connection without an answer: the client sees a connection error.
+
+    Both servers the sandbox runs on hand the app the client's socket (werkzeug's as
+    ``werkzeug.socket``, gunicorn's as ``gunicorn.socket``). SO_LINGER 0 turns the close that
+    follows into a RST; the shutdown makes the server's write of the answer below fail, which
+    both treat as a client gone away. 444 is nginx's code for "closed without response", seen
+    only on a server that gives no socket.
+    """
     request.get_data()  # read the body first, as a server that crashed mid-request would
-    sock = request.environ.get("werkzeug.socket")  # None outside werkzeug's own server
+    sock = request.environ.get("werkzeug.socket") or request.environ.get("gunicorn.socket")
     if sock is not None:
         with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.shutdown(socket.SHUT_RDWR)
-    # Werkzeug's write of this answer then fails with BrokenPipeError, which it treats
-    # as a dropped connection; 444 is nginx's code for "closed without response".
     return Response(status=444)
 
 
@@ -387,6 +416,29 @@ class SandboxServer:
         self.stop()
 
 
+class PortUnavailable(Exception):
+    """The sandbox cannot listen on the address it was given (most often: something already does)."""
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Raise :class:`PortUnavailable` when ``host:port`` cannot be bound.
+
+    The probe sets SO_REUSEADDR (a port left in TIME_WAIT by a previous run is free) but not
+    SO_REUSEPORT, so it fails while anything listens there, even a gunicorn with reuse_port.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            reason = "is already in use (another sandbox, or another `make run`?)"
+        else:
+            reason = f"cannot be listened on ({exc.strerror or exc})"
+        raise PortUnavailable(f"{host}:{port} {reason}") from None
+
+
 def serve(host: str, port: int, token: str, latency_ms: int, fail_rate: float, quiet: bool = False) -> None:
     """Serve a sandbox until Ctrl-C (``flask --app wsgi bridge sandbox``).
 
@@ -394,12 +446,18 @@ def serve(host: str, port: int, token: str, latency_ms: int, fail_rate: float, q
     a slow sandbox holds one per request), which keeps connections alive as SPP's servers
     do; werkzeug's server closes every connection, so each delivery would pay for a new one.
     The tests' in-process :class:`SandboxServer` stays on werkzeug.
+
+    Raises :class:`PortUnavailable` rather than share the port: with two sandboxes on one port
+    (SO_REUSEPORT), the kernel would spread deliveries over two sets of tickets. Ticket ids
+    start from the clock, so they do not repeat those of an earlier run.
     """
     from gunicorn.app.base import BaseApplication
 
-    sandbox = Sandbox(token=token, latency_ms=latency_ms, fail_rate=fail_rate)
+    ensure_port_free(host, port)
+    sandbox = Sandbox(token=token, latency_ms=latency_ms, fail_rate=fail_rate, first_id=clock_ticket_id)
     settings = {
         "bind": f"{host}:{port}",
+        "reuse_port": False,
         "workers": 1,
         "worker_class": "gthread",
         "threads": 64,

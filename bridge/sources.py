@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import yaml
-from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
+from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
@@ -26,10 +26,27 @@ INTEGER_KEYS = ("user_id", "status", "employees")  # employees: each item
 FIELD_KEYS = ("email_field", "name_field", "subject_field", "body_field")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# What a rendered integer key may be: ASCII digits only, and few enough that int() never hits
+# Python's 4300-digit limit (a ValueError that would escape the mapping); longer is no SPP id anyway.
+INTEGER_TEXT = re.compile(r"^\s*-?[0-9]{1,18}\s*$")
+# bridge/log.py redacts only secrets at least this long, so a shorter one could reach the logs
+MIN_SECRET_LENGTH = 4
+
+
+def _finalize(value: Any) -> Any:
+    """Render a list of plain values (a dropdown or checkbox answer) as ``a, b``, not ``['a', 'b']``.
+
+    Jinja calls this on the value of every ``{{ }}`` expression; a filter such as
+    ``join(' / ')`` has already turned the list into text by then.
+    """
+    if isinstance(value, list | tuple) and all(isinstance(item, str | int | float) for item in value):
+        return ", ".join(str(item) for item in value)
+    return value
+
 
 # Sender-controlled values reach templates only as data: the immutable sandbox refuses
 # attribute tricks and mutation, and nothing in the context can read files or the network.
-template_env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+template_env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False, finalize=_finalize)
 
 
 class KindInfo(Protocol):
@@ -131,10 +148,64 @@ def load_sources(path: str, kinds: Mapping[str, KindInfo], env: Mapping[str, str
     )
 
 
+class _RepeatedKey(Exception):
+    def __init__(self, where: str, first_line: int, second_line: int) -> None:
+        lines = f"on line {first_line}" if first_line == second_line else f"(lines {first_line} and {second_line})"
+        super().__init__(f"{where}: written twice {lines}; only the last would count")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key written twice in one mapping, at any level.
+
+    PyYAML keeps the last value without a word, so a source pasted twice under one name, or a
+    ``ticket`` given twice, would silently replace the first. Keys brought in by a ``<<`` merge
+    may still be overridden: that is what a merge is for.
+    """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._root = node
+        return super().construct_document(node)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:
+                continue  # an unhashable key: SafeLoader refuses it with its own message
+            if first is not key_node:
+                where = ".".join((*_node_path(self._root, node), str(key)))
+                raise _RepeatedKey(where, first.start_mark.line + 1, key_node.start_mark.line + 1)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _node_path(root: yaml.Node, target: yaml.Node) -> tuple[str, ...]:
+    """The keys (and list indexes) leading from ``root`` to ``target``, for the error message."""
+    stack: list[tuple[yaml.Node, tuple[str, ...]]] = [(root, ())]
+    visited: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        if node is target:
+            return path
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((value, (*path, str(key.value))) for key, value in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*path, str(index))) for index, item in enumerate(node.value))
+    return ()
+
+
 def _read_yaml(path: str) -> Any:
     text = _read_text(path)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except _RepeatedKey as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.reader.ReaderError as exc:  # a control character; its str() spans two lines
         line = text[: exc.position].count("\n") + 1
         raise ConfigError(f"{path}: line {line} invalid YAML (character #x{exc.character:04x}: {exc.reason})") from None
@@ -215,7 +286,9 @@ def _source(path: str, name: str, spec: Any, kinds: Mapping[str, KindInfo]) -> S
     for key in spec:
         if key not in known_keys:
             raise ConfigError(f"{path}: sources.{name}.{key}: unknown key for kind {loaded['kind']!r}")
-    if kind.requires_secret and not loaded.get("secret"):
+    if "secret" in spec:
+        _check_secret(f"{path}: sources.{name}.secret", loaded["kind"], kind, loaded["secret"])
+    elif kind.requires_secret:
         raise ConfigError(f"{path}: sources.{name}.secret: kind {loaded['kind']!r} needs a secret")
     if loaded.get("redirect") and loaded["kind"] != "form":
         raise ConfigError(f"{path}: sources.{name}.redirect: only 'form' sources redirect")
@@ -225,11 +298,6 @@ def _source(path: str, name: str, spec: Any, kinds: Mapping[str, KindInfo]) -> S
         kind.validate_options(options)
     except ValueError as exc:
         raise ConfigError(f"{path}: sources.{name}.{exc}") from None
-    if loaded.get("secret"):
-        try:
-            kind.validate_secret(loaded["secret"])
-        except ValueError as exc:
-            raise ConfigError(f"{path}: sources.{name}.secret: {exc}") from None
     return Source(
         name=name,
         kind=loaded["kind"],
@@ -240,6 +308,35 @@ def _source(path: str, name: str, spec: Any, kinds: Mapping[str, KindInfo]) -> S
         options=options,
         **{k: loaded.get(k) for k in FIELD_KEYS},
     )
+
+
+def _check_secret(where: str, kind_name: str, kind: KindInfo, secret: str | None) -> None:
+    """Refuse a ``secret`` that is written but could not protect the source.
+
+    An empty one (``secret: ""``, or ``${VAR:-}`` with VAR unset) would switch authentication
+    off without a word; one under MIN_SECRET_LENGTH characters would appear in the logs
+    unredacted. Then the kind checks its own shape. HTTP Basic kinds compare the sender's
+    ``user:pass`` with the whole secret and only ask for the colon, so ``:`` (no user, no
+    password) is refused here: both halves must be there.
+    """
+    from bridge.providers.base import BasicAuth  # base imports this module
+
+    if secret is None or not secret.strip():
+        if kind.requires_secret:
+            raise ConfigError(f"{where}: is empty, and kind {kind_name!r} needs a secret")
+        raise ConfigError(f"{where}: is empty, which would accept posts from anyone; remove the key if that is meant")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(
+            f"{where}: is {len(secret)} character(s); use at least {MIN_SECRET_LENGTH},"
+            " as a shorter secret would not be kept out of the logs"
+        )
+    try:
+        kind.validate_secret(secret)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    user, _, password = secret.partition(":")
+    if isinstance(kind, BasicAuth) and not (user.strip() and password.strip()):
+        raise ConfigError(f"{where}: user:pass needs both a user and a password")
 
 
 def _normalize_clients(clients: Mapping[str, int]) -> dict[str, int]:
@@ -265,7 +362,12 @@ def _compile_entry(key: str, value: Any, where: str) -> Any:
 def _compile_value(key: str, value: Any, where: str) -> Any:
     """One template or literal; a literal that could never make a valid request is refused now, not per event."""
     if isinstance(value, str):
-        return _compile_template(value, where)
+        template = _compile_template(value, where)
+        if key in INTEGER_KEYS and _is_plain_text(value):
+            text = template.render()
+            if text.strip() and not INTEGER_TEXT.match(text):
+                raise ConfigError(f"{where}: must be a whole number or a template, got {text!r}")
+        return template
     if isinstance(value, (list, dict)):
         raise ConfigError(f"{where}: must be a single value")
     if key in INTEGER_KEYS and not (value is None or (isinstance(value, int) and not isinstance(value, bool))):
@@ -273,6 +375,14 @@ def _compile_value(key: str, value: Any, where: str) -> Any:
     if value is None or isinstance(value, (bool, int, float)):
         return value
     raise ConfigError(f"{where}: unsupported value {value!r}")
+
+
+def _is_plain_text(text: str) -> bool:
+    """Whether ``text`` holds no ``{{ }}`` or ``{% %}``, so renders the same for every event."""
+    return all(
+        isinstance(node, nodes.Output) and all(isinstance(part, nodes.TemplateData) for part in node.nodes)
+        for node in template_env.parse(text).body
+    )
 
 
 def _compile_template(text: str, where: str) -> Template:

@@ -7,7 +7,6 @@ that leaves this module is one SPP documents.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
@@ -15,12 +14,8 @@ from jinja2 import Template
 
 from bridge.errors import MappingFailed
 from bridge.message import Attachment, InboundMessage
-from bridge.sources import Source, SourcesConfig
+from bridge.sources import INTEGER_TEXT, Source, SourcesConfig
 from bridge.spp_schema import validate_ticket_request
-
-# ASCII digits only, and few enough that int() never hits Python's 4300-digit limit (a
-# ValueError that would escape the mapping); longer is no SPP id anyway.
-_INTEGER = re.compile(r"^\s*-?[0-9]{1,18}\s*$")
 
 
 def template_context(message: InboundMessage, source: Source, received_at: datetime) -> dict[str, Any]:
@@ -105,7 +100,7 @@ def _integer(value: Any, key: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     text = _text(value)
-    if not _INTEGER.match(text):
+    if not INTEGER_TEXT.match(text):
         raise MappingFailed("invalid_ticket_request", f"ticket.{key}: {text[:100]!r} is not an integer")
     return int(text)
 
@@ -115,7 +110,7 @@ def _user_id(rendered: Any, message: InboundMessage, source: Source, config: Sou
     clients, default."""
     if isinstance(rendered, int) and not isinstance(rendered, bool):
         return rendered
-    if _INTEGER.match(_text(rendered)):
+    if INTEGER_TEXT.match(_text(rendered)):
         return int(_text(rendered))
     email = (message.email or "").strip().lower()
     for clients in (source.clients, config.clients):

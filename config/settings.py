@@ -155,4 +155,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=_choice(env, "LOG_FORMAT", ("json", "text")),
     )
     settings.check()
+    if not settings.database_url and _str(env, "DYNO"):
+        # a dyno's file system is its own and is wiped on every restart
+        raise ConfigError(
+            "DATABASE_URL is not set: on Heroku (DYNO is set) each dyno would get its own"
+            " throw-away SQLite file; add Heroku Postgres"
+        )
     return settings

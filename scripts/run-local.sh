@@ -16,6 +16,28 @@ export LOG_FORMAT=${LOG_FORMAT:-text}
 export WEB_CONCURRENCY=${WEB_CONCURRENCY:-1}
 export PORT
 
+# gunicorn.conf.py sets reuse_port, so a second web would bind the same port and take half the
+# requests: check first. A bind without SO_REUSEPORT fails while anything listens there.
+port_free() {
+  "$PY" - "$1" <<'PY'
+import socket, sys
+with socket.socket() as probe:
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind(("127.0.0.1", int(sys.argv[1])))
+    except OSError:
+        sys.exit(1)
+PY
+}
+ports=("$PORT")
+if [[ "$SPP_API_URL" == "http://127.0.0.1:$SANDBOX_PORT" ]]; then ports+=("$SANDBOX_PORT"); fi
+for port in "${ports[@]}"; do
+  if ! port_free "$port"; then
+    echo "error: port $port is already in use (another \`make run\`?); stop it, or choose others: make run PORT=... SANDBOX_PORT=..." >&2
+    exit 1
+  fi
+done
+
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM

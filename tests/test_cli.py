@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -250,31 +253,85 @@ def _run_flask(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedPr
     )
 
 
-def test_sandbox_command_keeps_connections_alive(tmp_path: Path) -> None:
-    """The command serves under gunicorn, so a session reuses one connection as with a real SPP."""
+@contextmanager
+def sandbox_command(tmp_path: Path, port: int, log_name: str = "sandbox.log") -> Iterator[str]:
+    """``flask --app wsgi bridge sandbox`` on ``port`` (token ``t``) until the block ends."""
     sources = tmp_path / "sources.yml"
     sources.write_text(DEFAULT_SOURCES)
-    port = free_port()
     env = {"BRIDGE_SOURCES_FILE": str(sources), "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
-    args = flask_cmd("sandbox", "--port", str(port), "--token", "t", "--quiet")
-    proc = start_process(args, env, tmp_path / "sandbox.log")
+    proc = start_process(flask_cmd("sandbox", "--port", str(port), "--token", "t", "--quiet"), env, tmp_path / log_name)
+    url = f"http://127.0.0.1:{port}"
     try:
-        url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(url), timeout=30)
-        with requests.Session() as session:
-            answers = [
-                session.post(f"{url}/api/tickets", json={"user_id": 1, "subject": f"n{n}"}, headers=_SANDBOX_AUTH)
-                for n in range(3)
-            ]
-            pools = session.get_adapter(url).poolmanager.pools
-            opened = sum(pools[key].num_connections for key in pools.keys())  # noqa: SIM118 (no __iter__)
-            assert [(a.status_code, a.json()["id"]) for a in answers] == [(201, 1), (201, 2), (201, 3)]
-            assert {a.headers["Connection"] for a in answers} == {"keep-alive"}
-            assert opened == 1
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_sandbox_command_keeps_connections_alive(tmp_path: Path) -> None:
+    """The command serves under gunicorn, so a session reuses one connection as with a real SPP."""
+    with sandbox_command(tmp_path, free_port()) as url, requests.Session() as session:
+        answers = [
+            session.post(f"{url}/api/tickets", json={"user_id": 1, "subject": f"n{n}"}, headers=_SANDBOX_AUTH)
+            for n in range(3)
+        ]
+        pools = session.get_adapter(url).poolmanager.pools
+        opened = sum(pools[key].num_connections for key in pools.keys())  # noqa: SIM118 (no __iter__)
+        assert [a.status_code for a in answers] == [201, 201, 201]
+        first = answers[0].json()["id"]
+        assert [a.json()["id"] for a in answers] == [first, first + 1, first + 2]
+        assert {a.headers["Connection"] for a in answers} == {"keep-alive"}
+        assert opened == 1
     assert "POST /api/tickets" not in (tmp_path / "sandbox.log").read_text()  # --quiet
+
+
+def test_sandbox_command_reset_step_drops_the_connection(tmp_path: Path) -> None:
+    with sandbox_command(tmp_path, free_port()) as url, requests.Session() as session:
+        tickets, ticket = f"{url}/api/tickets", {"user_id": 1, "subject": "x"}
+        assert session.post(tickets, json=ticket, headers=_SANDBOX_AUTH, timeout=5).status_code == 201
+        requests.post(f"{url}/_sandbox/script", json={"steps": ["reset", "reset"]}, timeout=5).raise_for_status()
+        with pytest.raises(requests.exceptions.ConnectionError):
+            session.post(tickets, json=ticket, headers=_SANDBOX_AUTH, timeout=5)  # a kept-alive connection
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.post(tickets, json=ticket, headers=_SANDBOX_AUTH, timeout=5)  # a new one
+        assert session.post(tickets, json=ticket, headers=_SANDBOX_AUTH, timeout=5).status_code == 201
+        seen = requests.get(f"{url}/_sandbox/tickets", timeout=5).json()
+        assert (len(seen["tickets"]), seen["requests_seen"]) == (2, 4)
+
+
+def test_sandbox_command_ticket_ids_do_not_repeat_after_a_restart(tmp_path: Path) -> None:
+    port, ticket = free_port(), {"user_id": 1, "subject": "x"}
+    started = time.time() * 1000
+    with sandbox_command(tmp_path, port) as url:
+        first = requests.post(f"{url}/api/tickets", json=ticket, headers=_SANDBOX_AUTH, timeout=5).json()["id"]
+        requests.post(f"{url}/_sandbox/reset", timeout=5).raise_for_status()
+        after_reset = requests.post(f"{url}/api/tickets", json=ticket, headers=_SANDBOX_AUTH, timeout=5).json()["id"]
+    with sandbox_command(tmp_path, port, "sandbox-2.log") as url:
+        restarted = requests.post(f"{url}/api/tickets", json=ticket, headers=_SANDBOX_AUTH, timeout=5).json()["id"]
+    assert started <= first < after_reset < restarted
+
+
+def test_sandbox_command_refuses_a_port_already_in_use(tmp_path: Path) -> None:
+    """Even one shared with SO_REUSEPORT, as the web's gunicorn (reuse_port) would let it."""
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        proc = _run_flask(tmp_path, "sandbox", "--port", str(port), BRIDGE_SOURCES_FILE=_default_sources(tmp_path))
+    assert time.monotonic() - started < 20
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr.splitlines() == [
+        f"error: the sandbox cannot start: 127.0.0.1:{port} is already in use (another sandbox, or another `make run`?)"
+    ]
+
+
+def _default_sources(tmp_path: Path) -> str:
+    sources = tmp_path / "sources.yml"
+    sources.write_text(DEFAULT_SOURCES)
+    return str(sources)
 
 
 _SANDBOX_AUTH = {"Authorization": "Bearer t"}

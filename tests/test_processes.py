@@ -30,7 +30,7 @@ from tests.conftest import (
     api_headers,
     bridge_env,
 )
-from tests.helpers import BIN, flask_cmd, free_port, start_process, wait_for
+from tests.helpers import BIN, ROOT, flask_cmd, free_port, start_process, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -183,10 +183,14 @@ def test_worker_without_spp_url_refuses_to_start(sqlite_url, env_for) -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    "command",
-    [flask_cmd("worker"), flask_cmd("migrate"), [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"]],
-)
+PROCESSES = [
+    flask_cmd("worker"),
+    flask_cmd("migrate"),
+    [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"],
+]
+
+
+@pytest.mark.parametrize("command", PROCESSES)
 def test_configuration_error_stops_every_process_with_one_line(sqlite_url, own_sandbox, tmp_path, command) -> None:
     sources = tmp_path / "sources.yml"
     sources.write_text("sources:\n  api:\n    kind: json\n    secret: ${NOT_SET_ANYWHERE}\n")
@@ -203,6 +207,23 @@ def test_configuration_error_stops_every_process_with_one_line(sqlite_url, own_s
     lines = [line for line in result.stderr.splitlines() if "configuration error" in line]
     assert lines == [
         f"configuration error: {sources}: sources.api.secret: environment variable NOT_SET_ANYWHERE is not set or empty"
+    ]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", PROCESSES)
+def test_heroku_without_a_database_stops_every_process(own_sandbox, tmp_path, command) -> None:
+    sources = tmp_path / "sources.yml"
+    sources.write_text(textwrap.dedent(DEFAULT_SOURCES))
+    env = bridge_env("", own_sandbox.url, sources, PORT=str(free_port()), DYNO="web.1")
+    result = subprocess.run(
+        command, env={"PATH": str(BIN), **env}, capture_output=True, timeout=60, text=True, cwd=ROOT
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if "configuration error" in line]
+    assert lines == [
+        "configuration error: DATABASE_URL is not set: on Heroku (DYNO is set) each dyno would get its own"
+        " throw-away SQLite file; add Heroku Postgres"
     ]
     assert "Traceback" not in result.stderr
 

@@ -305,6 +305,16 @@ def test_reset_endpoint_clears_tickets_counters_and_script(
     assert response.status_code == 201 and response.json()["id"] == 1
 
 
+def test_ids_start_at_first_id_and_a_function_is_asked_again_at_reset() -> None:
+    starts = iter([1_000, 5_000])
+    with SandboxServer(Sandbox(token=TOKEN, first_id=lambda: next(starts))) as running:
+        url = f"{running.url}/api/tickets"
+        assert [post(url).json()["id"] for _ in range(2)] == [1_000, 1_001]
+        running.sandbox.reset()
+        assert post(url).json()["id"] == 5_000
+    assert Sandbox(first_id=42).store(VALID, {})["id"] == 42
+
+
 def test_sandbox_reset_keeps_configuration() -> None:
     sandbox = Sandbox(token="t", latency_ms=5, fail_rate=0.25)
     sandbox.script(503)

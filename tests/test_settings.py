@@ -196,3 +196,12 @@ def test_with_overrides_runs_the_checks() -> None:
 def test_secrets_are_not_in_repr() -> None:
     text = repr(load_settings({**SPP, "SPP_API_TOKEN": "s3cret-spp", "BRIDGE_ADMIN_TOKEN": "s3cret-admin"}))
     assert "s3cret" not in text
+
+
+def test_heroku_without_a_database_url_is_refused() -> None:
+    assert config_error({**SPP, "DYNO": "web.1"}) == (
+        "DATABASE_URL is not set: on Heroku (DYNO is set) each dyno would get its own throw-away SQLite file;"
+        " add Heroku Postgres"
+    )
+    assert load_settings({**SPP, "DYNO": "web.1", "DATABASE_URL": "postgres://u:p@db/x"}).database_url
+    assert load_settings({**SPP, "DYNO": ""}).database_url == ""  # not on Heroku: SQLite under instance/

@@ -29,7 +29,7 @@ class FakeKind:
             raise ValueError("level: must be 1 or 2")
 
     def validate_secret(self, secret: str) -> None:
-        if secret == "bad":
+        if secret == "bad-secret":
             raise ValueError("is bad")
 
 
@@ -266,10 +266,8 @@ def test_bad_ticket_values(tmp_path: Path, ticket: str, expected: str) -> None:
 
 
 def test_variable_default_used_when_unset(tmp_path: Path) -> None:
-    text = "sources:\n  a: {kind: json, secret: '${A_TOKEN:-fallback}'}\n  b: {kind: json, secret: '${B_TOKEN:-}'}\n"
-    config = load(tmp_path, text)
+    config = load(tmp_path, "sources:\n  a: {kind: json, secret: '${A_TOKEN:-fallback}'}\n")
     assert config.sources["a"].secret == "fallback"
-    assert config.sources["b"].secret is None  # empty secret: none
 
 
 def test_variable_set_wins_over_default(tmp_path: Path) -> None:
@@ -309,7 +307,7 @@ def test_full_source_loads(tmp_path: Path) -> None:
         sources:
           contact:
             kind: form
-            secret: s
+            secret: s3cret
             redirect: https://example.com/thanks
             email_field: customer.email
             name_field: who
@@ -329,7 +327,7 @@ def test_full_source_loads(tmp_path: Path) -> None:
     assert (source.name, source.kind, source.secret, source.redirect) == (
         "contact",
         "form",
-        "s",
+        "s3cret",
         "https://example.com/thanks",
     )
     assert (source.email_field, source.name_field, source.subject_field, source.body_field) == (
@@ -375,7 +373,7 @@ def test_a_kinds_own_options_are_checked_at_start_up(tmp_path: Path) -> None:
 
 
 def test_a_kinds_secret_shape_is_checked_at_start_up(tmp_path: Path) -> None:
-    message = error(tmp_path, "sources:\n  hook: {kind: signed, secret: bad}\n", kinds=SIGNED)
+    message = error(tmp_path, "sources:\n  hook: {kind: signed, secret: bad-secret}\n", kinds=SIGNED)
     assert message == "F: sources.hook.secret: is bad"
 
 
@@ -389,3 +387,127 @@ def test_a_kinds_secret_shape_is_checked_at_start_up(tmp_path: Path) -> None:
 def test_real_kinds_check_their_secret(tmp_path: Path, kind: str, secret: str, problem: str) -> None:
     message = error(tmp_path, f"sources:\n  hook: {{kind: {kind}, secret: '{secret}'}}\n")
     assert message == f"F: sources.hook.secret: {problem}"
+
+
+# --- secrets that are written but could not protect the source -----------------------------------
+
+
+@pytest.mark.parametrize("secret", ["''", "'   '", "", "'${HOOK_SECRET:-}'", "'${HOOK_SECRET:-  }'"])
+def test_an_empty_secret_is_refused_not_ignored(tmp_path: Path, secret: str) -> None:
+    message = error(tmp_path, f"sources:\n  hook:\n    kind: json\n    secret: {secret}\n")
+    assert message == (
+        "F: sources.hook.secret: is empty, which would accept posts from anyone; remove the key if that is meant"
+    )
+
+
+def test_a_blank_secret_on_a_kind_that_needs_one(tmp_path: Path) -> None:
+    message = error(tmp_path, "sources:\n  survey: {kind: typeform, secret: ' '}\n")
+    assert message == "F: sources.survey.secret: is empty, and kind 'typeform' needs a secret"
+
+
+def test_a_secret_too_short_to_be_redacted_is_refused(tmp_path: Path) -> None:
+    message = error(tmp_path, "sources:\n  hook: {kind: json, secret: abc}\n")
+    assert message == (
+        "F: sources.hook.secret: is 3 character(s); use at least 4,"
+        " as a shorter secret would not be kept out of the logs"
+    )
+    assert load(tmp_path, "sources:\n  hook: {kind: json, secret: abcd}\n").sources["hook"].secret == "abcd"
+
+
+@pytest.mark.parametrize("kind", ["postmark", "sendgrid", "cloudmailin"])
+@pytest.mark.parametrize("secret", ["user:", ":password", "  :password", "user:   "])
+def test_basic_credentials_need_a_user_and_a_password(tmp_path: Path, kind: str, secret: str) -> None:
+    message = error(tmp_path, f"sources:\n  mail: {{kind: {kind}, secret: '{secret}'}}\n")
+    assert message == "F: sources.mail.secret: user:pass needs both a user and a password"
+
+
+@pytest.mark.parametrize("kind", ["postmark", "sendgrid", "cloudmailin"])
+def test_basic_credentials_of_a_lone_colon_are_refused(tmp_path: Path, kind: str) -> None:
+    assert error(tmp_path, f"sources:\n  mail: {{kind: {kind}, secret: ':'}}\n").startswith("F: sources.mail.secret: ")
+    # a colon means user:pass only to Basic kinds; elsewhere it is one more character
+    assert load(tmp_path, "sources:\n  api: {kind: json, secret: ':token'}\n").sources["api"].secret == ":token"
+
+
+# --- a key written twice -------------------------------------------------------------------------
+
+
+def test_a_source_written_twice_is_refused(tmp_path: Path) -> None:
+    text = """\
+        sources:
+          api:
+            kind: json
+          contact:
+            kind: form
+          api:
+            kind: form
+    """
+    assert error(tmp_path, text) == "F: sources.api: written twice (lines 2 and 6); only the last would count"
+    # a key brought in by a << merge may still be overridden: that is what a merge is for
+    merged = """\
+        sources:
+          a: &base
+            kind: json
+            ticket: {tags: [x]}
+          b:
+            <<: *base
+            ticket: {tags: [y]}
+    """
+    config = load(tmp_path, merged)
+    assert config.sources["a"].ticket["tags"][0].render() == "x"
+    assert config.sources["b"].ticket["tags"][0].render() == "y"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sources: {}\nsources: {a: {kind: json}}\n", "sources: written twice (lines 1 and 2)"),
+        (
+            "sources:\n  a:\n    kind: json\n    ticket: {tags: [x]}\n    ticket: {tags: [y]}\n",
+            "sources.a.ticket: written twice (lines 4 and 5)",
+        ),
+        (
+            "sources:\n  a:\n    kind: json\n    ticket:\n      metadata: {page: x, 'page': y}\n",
+            "sources.a.ticket.metadata.page: written twice on line 5",
+        ),
+        (
+            "clients:\n  alice@example.com: 1\n  alice@example.com: 2\nsources: {}\n",
+            "clients.alice@example.com: written twice (lines 2 and 3)",
+        ),
+        ("defaults: {user_id: 1, user_id: 2}\nsources: {}\n", "defaults.user_id: written twice on line 1"),
+    ],
+)
+def test_a_key_written_twice_anywhere_is_refused(tmp_path: Path, text: str, expected: str) -> None:
+    assert error(tmp_path, text) == f"F: {expected}; only the last would count"
+
+
+# --- literal ticket values SPP needs as integers ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ticket", "expected"),
+    [
+        ("{status: open}", "sources.a.ticket.status: must be a whole number or a template, got 'open'"),
+        ("{status: '1.5'}", "sources.a.ticket.status: must be a whole number or a template, got '1.5'"),
+        ("{user_id: alice}", "sources.a.ticket.user_id: must be a whole number or a template, got 'alice'"),
+        ("{employees: [3, bob]}", "sources.a.ticket.employees.1: must be a whole number or a template, got 'bob'"),
+        ("{status: '{# a comment #}x'}", "sources.a.ticket.status: must be a whole number or a template, got 'x'"),
+    ],
+)
+def test_a_literal_that_is_not_an_integer_is_refused(tmp_path: Path, ticket: str, expected: str) -> None:
+    assert error(tmp_path, f"sources:\n  a:\n    kind: json\n    ticket: {ticket}\n") == f"F: {expected}"
+
+
+def test_only_literals_are_checked_at_start_up(tmp_path: Path) -> None:
+    accepted = [
+        "{status: '2', user_id: ' 5 ', employees: ['3']}",
+        "{status: ''}",
+        "{status: '{{ fields.status }}'}",
+        "{status: 'x{{ fields.status }}'}",  # a template: checked per event
+        "{user_id: '{% if email %}7{% endif %}'}",
+        "{order: open, tags: [open], metadata: {status: open}}",  # not integer keys
+    ]
+    for ticket in accepted:
+        load(tmp_path, f"sources:\n  a:\n    kind: json\n    ticket: {ticket}\n")
+    assert error(tmp_path, "sources:\n  a:\n    kind: json\n    ticket: {status: open}\n").startswith(
+        "F: sources.a.ticket"
+    )

@@ -325,6 +325,31 @@ def test_missing_variables_render_empty(configure: Any) -> None:
     assert request == {"user_id": 1, "subject": "api submission"}
 
 
+def test_a_list_answer_renders_as_text(configure: Any) -> None:
+    ticket = {
+        "subject": "Tally: {{ fields.problem }}",
+        "tags": ["{{ fields.areas }}"],
+        "metadata": {
+            "areas": "{{ fields.areas }}",
+            "slashed": "{{ fields.areas | join(' / ') }}",
+            "numbers": "{{ fields.numbers }}",
+            "first": "{{ fields.areas[0] }}",
+            "count": "{{ fields.areas | length }}",
+        },
+    }
+    fields = {"problem": ["Website down"], "areas": ["Billing", "DNS"], "numbers": [1, 2.5]}
+    request = build(configure(ticket), message(fields=fields))
+    assert request["subject"] == "Tally: Website down"
+    assert request["tags"] == ["Billing, DNS"]
+    assert request["metadata"] == {
+        "areas": "Billing, DNS",
+        "slashed": "Billing / DNS",
+        "numbers": "1, 2.5",
+        "first": "Billing",
+        "count": "2",
+    }
+
+
 def test_html_is_not_escaped(configure: Any) -> None:
     request = build(configure({"note": "{{ body }}"}), message(body="<b>5 > 3 & 'x'</b>"))
     assert request["note"] == "<b>5 > 3 & 'x'</b>"
