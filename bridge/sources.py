@@ -315,12 +315,8 @@ def _check_secret(where: str, kind_name: str, kind: KindInfo, secret: str | None
 
     An empty one (``secret: ""``, or ``${VAR:-}`` with VAR unset) would switch authentication
     off without a word; one under MIN_SECRET_LENGTH characters would appear in the logs
-    unredacted. Then the kind checks its own shape. HTTP Basic kinds compare the sender's
-    ``user:pass`` with the whole secret and only ask for the colon, so ``:`` (no user, no
-    password) is refused here: both halves must be there.
+    unredacted. Then the kind checks its own shape.
     """
-    from bridge.providers.base import BasicAuth  # base imports this module
-
     if secret is None or not secret.strip():
         if kind.requires_secret:
             raise ConfigError(f"{where}: is empty, and kind {kind_name!r} needs a secret")
@@ -334,9 +330,6 @@ def _check_secret(where: str, kind_name: str, kind: KindInfo, secret: str | None
         kind.validate_secret(secret)
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    user, _, password = secret.partition(":")
-    if isinstance(kind, BasicAuth) and not (user.strip() and password.strip()):
-        raise ConfigError(f"{where}: user:pass needs both a user and a password")
 
 
 def _normalize_clients(clients: Mapping[str, int]) -> dict[str, int]:

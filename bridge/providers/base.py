@@ -191,8 +191,13 @@ class BasicAuth:
     example_secret: ClassVar[str] = "user:example-pass-3b7c90"
 
     def validate_secret(self, secret: str) -> None:
+        """The sender's ``user:pass`` is compared with the whole secret, so ``:`` alone (no user,
+        no password) would pass a colon check: both halves must be there."""
         if ":" not in secret:
             raise ValueError("must be user:pass, the HTTP Basic credentials put in the webhook URL")
+        user, _, password = secret.partition(":")
+        if not (user.strip() and password.strip()):
+            raise ValueError("user:pass needs both a user and a password")
 
     def verify(self, request: Request, source: Source) -> None:
         expected = (source.secret or "").encode()
