@@ -57,14 +57,18 @@ HOOK_RESPONSES = dict(
     )
 )
 
-HOOK_BODY = {
-    "required": True,
-    "content": {
-        "application/json": {"schema": {"type": "object"}},
-        "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
-        "multipart/form-data": {"schema": {"type": "object"}},
-    },
-}
+# bodies a kind reads as fields; any other content type a kind takes (a raw message) is text
+STRUCTURED = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _hook_body() -> dict[str, Any]:
+    """Every content type some kind accepts, from the registry."""
+    accepted = dict.fromkeys(content_type for provider in PROVIDERS.values() for content_type in provider.content_types)
+    content = {ct: {"schema": {"type": "object" if ct in STRUCTURED else "string"}} for ct in accepted}
+    return {"required": True, "content": content}
+
+
+HOOK_BODY = _hook_body()
 
 PATHS: dict[str, dict[str, Any]] = {
     "/hooks/{source}": {
