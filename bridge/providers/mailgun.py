@@ -154,7 +154,6 @@ class MailgunProvider(Provider):
             refuse=refusal,
             dedupe_key=dedupe_key(email.message_id, token) or body_hash(request),
             replay_token=token,
-            keep_line_ends=True,
         )
 
 

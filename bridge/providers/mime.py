@@ -210,13 +210,12 @@ def email_message(
     refuse: Refusal = nothing_to_make_a_ticket_of,
     dedupe_key: str | None = None,
     replay_token: str | None = None,
-    keep_line_ends: bool = False,
 ) -> InboundMessage:
     """The message of a parsed email, for every email kind.
 
     ``refuse`` is the kind's rule of what it answers with ``reject_status``. The de-duplication
     key is ``dedupe_key`` when the kind has its own, else :func:`email_dedupe_key`. The body gets
-    ``\\n`` line ends unless ``keep_line_ends`` (Mailgun's parsed ``body-plain`` goes to the note as posted).
+    ``\\n`` line ends whatever the sender used.
     """
     reason = refuse(email, discard_reason)
     if reason:
@@ -226,7 +225,7 @@ def email_message(
         email=email.from_email,
         name=email.from_name,
         subject=email.subject,
-        body=email.text if keep_line_ends else newlines(email.text),
+        body=newlines(email.text),
         html=email.html,
         fields=fields,
         attachments=email.attachments,

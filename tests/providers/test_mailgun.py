@@ -100,10 +100,12 @@ def test_reply_keeps_the_quoted_message_and_decodes_the_sender(app: Flask, sandb
     assert sent == {
         "user_id": 30,
         "subject": "Re: Facture n° 2024-117 \u2013 montant erroné",
-        "note": "From: François Müller <francois.muller@bigcustomer.com>\n\n" + fields["body-plain"].strip(),
+        "note": "From: François Müller <francois.muller@bigcustomer.com>\n\n"
+        + fields["body-plain"].replace("\r\n", "\n").strip(),
         "metadata": {"bridge_event_id": event_id(response)},
     }
     assert "> Nous avons bien reçu votre demande" in sent["note"]  # the full text, not stripped-text
+    assert "\r\n" in fields["body-plain"] and "\r" not in sent["note"]  # line ends as every email kind has them
     message = stored_event(app, event_id(response))["message"]
     assert message["dedupe_key"] == "message-id:<CAHx9Qm+Vt2Lr8=Yb4@mail.gmail.com>"
     assert message["message_id"] == "<CAHx9Qm+Vt2Lr8=Yb4@mail.gmail.com>"
