@@ -126,6 +126,20 @@ seen_tokens = Table(
 )
 
 
+# one row (id 1), or none: whether delivery is paused for every process, and why (docs/behaviour.md
+# section 5). No row, or a row with paused_since NULL, means delivery runs.
+delivery_state = Table(
+    "delivery_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("paused_since", UTCDateTime()),
+    Column("reason", String(40)),  # a PauseReason
+    Column("http_status", Integer),  # SPP's answer that paused delivery, or the last probe's
+    Column("next_probe_at", UTCDateTime()),  # when one worker may send the next probe
+)
+STATE_ROW = 1
+
+
 def normalize_url(url: str, instance_path: str) -> str:
     """Heroku's ``postgres://`` becomes psycopg 3's URL; empty means SQLite under instance/."""
     if not url:

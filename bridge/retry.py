@@ -30,12 +30,21 @@ class Decision:
     status: Status  # delivered, retrying or failed
     next_attempt_at: datetime | None = None
     reason: str | None = None
+    # SPP refused the API token: delivery pauses for every worker, and the event goes back to
+    # its place in the queue without using up an attempt (next_attempt_at stays as it was)
+    token_refused: bool = False
+
+
+def token_refused_reason(http_status: int | None) -> str:
+    return f"SPP refuses the API token (HTTP {http_status}); delivery is paused until a probe succeeds"
 
 
 def decide(policy: RetryPolicy, outcome: Outcome, attempt: int, window_start: datetime, now: datetime) -> Decision:
     """``attempt`` and ``window_start`` count from receipt, or from the last replay."""
     if outcome.result == AttemptOutcome.DELIVERED:
         return Decision(Status.DELIVERED)
+    if outcome.token_refused:  # before the limits: a refused token never fails an event
+        return Decision(Status.RETRYING, reason=token_refused_reason(outcome.http_status), token_refused=True)
     if outcome.result == AttemptOutcome.FAILED:
         return Decision(Status.FAILED, reason=outcome.error)
     if attempt >= policy.max_attempts:

@@ -55,6 +55,7 @@ class Runtime:
             "concurrency": s.delivery_concurrency,
             "lease_seconds": s.lease_seconds,
             "poll_seconds": s.poll_seconds,
+            "probe_seconds": s.probe_seconds,
             "wake": self.wake,
             **overrides,
         }

@@ -25,6 +25,9 @@ from bridge.version import __version__
 
 USER_AGENT = f"spp-ticket-bridge/{__version__}"
 RETRYABLE_STATUSES = frozenset({401, 403, 408, 425, 429})
+# SPP refuses the API token itself (401: unknown or revoked; 403: not allowed to create tickets):
+# every request would meet the same answer, so delivery pauses (docs/behaviour.md section 5)
+TOKEN_REFUSED_STATUSES = frozenset({401, 403})
 REJECTED_STATUSES = frozenset({400, 404, 409, 422})
 EXCERPT = 500
 
@@ -47,6 +50,11 @@ class Outcome:
     retry_after: float | None = None
     ambiguous: bool = False
     response_excerpt: str | None = None
+
+    @property
+    def token_refused(self) -> bool:
+        """SPP refused the API token, not this ticket."""
+        return self.http_status in TOKEN_REFUSED_STATUSES
 
 
 class SppClient:

@@ -36,3 +36,9 @@ class AttemptOutcome(StrEnum):
     @property
     def status(self) -> Status:
         return Status(self.value)
+
+
+class PauseReason(StrEnum):
+    """Why delivery is paused for every worker (``delivery_state.reason``)."""
+
+    TOKEN_REFUSED = "token_refused"  # SPP answers 401 or 403 to the API token

@@ -5,6 +5,10 @@ One loop per process claims at most as many events as it has free delivery threa
 in-process event set by the web layer) and otherwise polls every ``poll_seconds``.
 On stop it sends nothing new, waits for in-flight requests for ``grace_seconds`` and
 hands back whatever is still open as an ambiguous attempt, so another worker can go on.
+
+While SPP refuses the API token, delivery is paused for every process (the queue claims
+nothing); an idle worker then offers to send the probe every ``poll_seconds``, and one of all
+workers gets to each ``probe_seconds`` (docs/behaviour.md section 5).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from bridge.metrics import ATTEMPTS, DELIVERY_SECONDS, FINISHED
 from bridge.retry import Decision, RetryPolicy, decide
 from bridge.spp_client import Outcome, SppClient
 from bridge.status import AttemptOutcome, Status
-from bridge.store.queue import NOTIFY_CHANNEL, Claim, DeliveryQueue
+from bridge.store.queue import DEFAULT_PROBE_SECONDS, NOTIFY_CHANNEL, Claim, DeliveryQueue, resumed_window_start
 
 log = logging.getLogger("bridge.worker")
 
@@ -48,6 +52,7 @@ class Worker:
         lease_seconds: float = 120.0,
         poll_seconds: float = 0.5,
         grace_seconds: float = 8.0,
+        probe_seconds: float = DEFAULT_PROBE_SECONDS,
         wake: threading.Event | None = None,
     ) -> None:
         self.queue = queue
@@ -57,6 +62,7 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.grace_seconds = grace_seconds
+        self.probe_seconds = probe_seconds
         self.wake = wake or threading.Event()
         self.owner = worker_name()
         self.stopping = threading.Event()
@@ -112,6 +118,9 @@ class Worker:
                 self.wake.clear()
                 return 0
             claims = self.queue.claim(self.owner, free, self.lease_seconds, utcnow())
+            if not claims:  # nothing due, or delivery paused: then maybe this worker's turn to probe
+                probe = self.queue.claim_probe(self.owner, self.lease_seconds, utcnow(), self.probe_seconds)
+                claims = [probe] if probe else []
         except SQLAlchemyError as exc:
             log.warning("cannot claim events (database unavailable?): %s", type(exc).__name__)
             self.stopping.wait(min(5.0, self.poll_seconds * 4))
@@ -157,7 +166,10 @@ class Worker:
             return None
         outcome = self.client.create_ticket(claim.ticket_request, claim.request_id)
         now = utcnow()
-        decision = decide(self.policy, outcome, claim.attempt_in_window, claim.retry_window_start, now)
+        window_start = claim.retry_window_start
+        if claim.paused_since is not None:  # a probe: the time paused does not count (if it ends the pause)
+            window_start = resumed_window_start(window_start, claim.paused_since, now)
+        decision = decide(self.policy, outcome, claim.attempt_in_window, window_start, now)
         ATTEMPTS.labels("ambiguous" if outcome.ambiguous else outcome.result).inc()
         DELIVERY_SECONDS.observe(outcome.duration_ms / 1000)
         if decision.status in (Status.DELIVERED, Status.FAILED):
@@ -180,7 +192,19 @@ class Worker:
                 "ticket_id": outcome.ticket_id,
             },
         )
-        return self._record(claim, outcome, decision, now)
+        if decision.token_refused:
+            log.warning(
+                "SPP refuses the API token (HTTP %s): delivery paused for every worker; a probe every %g s",
+                outcome.http_status,
+                self.probe_seconds,
+                extra=_extra(claim),
+            )
+        elif claim.is_probe:
+            log.info("probe for %s was not refused: delivery resumes", claim.event_id, extra=_extra(claim))
+        taken = self._record(claim, outcome, decision, now)
+        if claim.is_probe:
+            self.wake.set()  # paused or resumed: the claim loop looks again at once
+        return taken
 
     def _record(self, claim: Claim, outcome: Outcome, decision: Decision, now: datetime) -> Claim | None:
         """Write the attempt and lease the next due event in the same transaction (none when
@@ -189,7 +213,7 @@ class Worker:
         while True:
             try:
                 next_lease = None if self.stopping.is_set() else self.lease_seconds
-                finished, taken = self.queue.record(claim, outcome, decision, now, next_lease)
+                finished, taken = self.queue.record(claim, outcome, decision, now, next_lease, self.probe_seconds)
                 if not finished:
                     log.warning("lease on %s was lost; attempt recorded only", claim.event_id, extra=_extra(claim))
                 return taken

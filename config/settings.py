@@ -43,6 +43,7 @@ class Settings:
     spp_connect_timeout: float = 5.0
     spp_read_timeout: float = 30.0
     poll_seconds: float = 0.5
+    probe_seconds: float = 30.0
     port: int = 8000
     log_format: str = "json"
 
@@ -151,6 +152,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         # Not documented for users: lets tests and benchmarks shorten the 30 s read timeout.
         spp_read_timeout=_float(env, "BRIDGE_SPP_READ_TIMEOUT_SECONDS", 30.0),
         poll_seconds=_float(env, "BRIDGE_POLL_SECONDS", 0.5),
+        probe_seconds=_float(env, "BRIDGE_PROBE_SECONDS", 30.0),
         port=_int(env, "PORT", 8000, maximum=65535),
         log_format=_choice(env, "LOG_FORMAT", ("json", "text")),
     )

@@ -143,6 +143,34 @@ def test_notify_wakes_a_separate_worker(pg_url, env_for, own_sandbox, tmp_path) 
         assert stop(worker) == 0
 
 
+@pytest.mark.postgres
+def test_a_refused_token_pauses_every_worker_process(pg_url, env_for, own_sandbox, tmp_path) -> None:
+    """Two worker processes share the pause through the database: after at most one refusal
+    each, only one probe a second reaches SPP, and no event uses up its two attempts."""
+    settings = {"BRIDGE_DELIVERY_CONCURRENCY": "1", "BRIDGE_MAX_ATTEMPTS": "2", "BRIDGE_PROBE_SECONDS": "1"}
+    env = env_for(pg_url, **settings)
+    app = app_on(env)
+    logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
+    workers = [start_process(flask_cmd("worker"), env, log) for log in logs]
+    try:
+        wait_for(lambda: all(started(log) for log in logs), timeout=30)
+        time.sleep(0.5)  # let the listeners connect
+        own_sandbox.sandbox.script(*[401] * 5)  # more refusals than events: each would fail one without the pause
+        ids = [post(app, n) for n in range(4)]
+        wait_for(lambda: own_sandbox.sandbox.requests_seen >= 1, timeout=10)
+        first_refusal = time.monotonic()
+        wait_for(lambda: all(status_of(app, i) == "delivered" for i in ids), timeout=30, interval=0.1)
+        paused_for = time.monotonic() - first_refusal
+    finally:
+        codes = [stop(w) for w in workers]
+    assert codes == [0, 0]
+    assert paused_for >= 2.5  # two refusals at most before the pause, then probes 1 s apart
+    assert own_sandbox.sandbox.requests_seen == 5 + 4
+    tickets = own_sandbox.sandbox.tickets
+    assert sorted(t["request"]["metadata"]["bridge_event_id"] for t in tickets) == sorted(ids)
+    assert any("delivery paused for every worker" in log.read_text() for log in logs)
+
+
 def test_sigterm_while_idle_exits_cleanly(sqlite_url, env_for, tmp_path) -> None:
     env = env_for(sqlite_url)
     app_on(env)

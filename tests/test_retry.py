@@ -141,6 +141,21 @@ def test_giving_up_on_attempts_names_the_last_error() -> None:
     assert decision == Decision("failed", reason="gave up after 12 attempts; last: SPP answered 503")
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_token_pauses_and_never_fails_the_event(status: int) -> None:
+    refused = Outcome(AttemptOutcome.RETRYING, 20, http_status=status, error=f"SPP answered {status}")
+    reason = f"SPP refuses the API token (HTTP {status}); delivery is paused until a probe succeeds"
+
+    for attempt, window_start in ((1, NOW), (12, NOW), (13, NOW - MAX_AGE - timedelta(seconds=1))):
+        assert decide(POLICY, refused, attempt, window_start, NOW) == Decision("retrying", None, reason, True)
+
+
+def test_other_refusals_do_not_pause() -> None:
+    for status in (408, 429, 503):
+        outcome = Outcome(AttemptOutcome.RETRYING, 20, http_status=status, error=f"SPP answered {status}")
+        assert decide(POLICY, outcome, 1, NOW, NOW).token_refused is False
+
+
 @pytest.mark.parametrize(
     ("retry_after", "expected"),
     [

@@ -34,6 +34,7 @@ def test_defaults_match_the_documented_table() -> None:
     assert s.lease_seconds == 120.0
     assert s.spp_connect_timeout == 5.0
     assert s.spp_read_timeout == 30.0
+    assert s.probe_seconds == 30.0
     assert s.port == 8000
 
 
@@ -58,6 +59,7 @@ def test_every_variable_is_read() -> None:
             "BRIDGE_RETRY_BASE_SECONDS": "0.5",
             "BRIDGE_RETRY_MAX_SECONDS": "60",
             "BRIDGE_LEASE_SECONDS": "31",
+            "BRIDGE_PROBE_SECONDS": "5",
             "PORT": " 5000 ",
         }
     )
@@ -70,6 +72,7 @@ def test_every_variable_is_read() -> None:
     assert s.embedded_worker is True
     assert (s.max_body_bytes, s.delivery_concurrency, s.max_attempts) == (1024, 8, 3)
     assert (s.retry_base_seconds, s.retry_max_seconds, s.lease_seconds) == (0.5, 60.0, 31.0)
+    assert s.probe_seconds == 5.0
     assert s.port == 5000
 
 
@@ -93,7 +96,7 @@ def test_bad_bool_names_the_variable() -> None:
 
 
 INT_VARS = ["BRIDGE_MAX_BODY_BYTES", "BRIDGE_DELIVERY_CONCURRENCY", "BRIDGE_MAX_ATTEMPTS", "PORT"]
-FLOAT_VARS = ["BRIDGE_RETRY_BASE_SECONDS", "BRIDGE_RETRY_MAX_SECONDS", "BRIDGE_LEASE_SECONDS"]
+FLOAT_VARS = ["BRIDGE_RETRY_BASE_SECONDS", "BRIDGE_RETRY_MAX_SECONDS", "BRIDGE_LEASE_SECONDS", "BRIDGE_PROBE_SECONDS"]
 
 
 @pytest.mark.parametrize("name", INT_VARS)

@@ -214,6 +214,8 @@ def events_list() -> ResponseReturnValue:
         sources=sources,
         next_url=next_url if next_cursor else None,
         paged=bool(_cursor()),
+        pause=queries.delivery_pause(),
+        probe_seconds=runtime.settings.probe_seconds,
     )
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -48,7 +48,8 @@ def openapi() -> Response:
 
 
 class QueueCollector(Collector):
-    """Events per status, queue depth and the age of the oldest waiting event, from the database."""
+    """Events per status, queue depth, the age of the oldest waiting event and whether delivery
+    is paused, from the database."""
 
     def __init__(self, queries: EventQueries) -> None:
         self.queries = queries
@@ -64,6 +65,16 @@ class QueueCollector(Collector):
         oldest = self.queries.oldest_pending()
         age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
         yield GaugeMetricFamily("bridge_oldest_queued_seconds", "Age of the oldest event not yet delivered", value=age)
+        pause = self.queries.delivery_pause()
+        yield GaugeMetricFamily(
+            "bridge_delivery_paused", "1 while delivery is paused for every worker, else 0", value=int(bool(pause))
+        )
+        paused_for = (datetime.now(UTC) - pause.since).total_seconds() if pause else 0.0
+        yield GaugeMetricFamily("bridge_delivery_paused_seconds", "How long delivery has been paused", value=paused_for)
+        if pause:
+            info = InfoMetricFamily("bridge_delivery_pause", "Why delivery is paused (present only while it is)")
+            info.add_metric([], {"reason": pause.reason, "http_status": str(pause.http_status or "")})
+            yield info
 
 
 def render_metrics(queries: EventQueries) -> bytes:

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from bridge.db import attempts, events
 from bridge.status import PENDING, Status
 from bridge.store.base import Part, unavailable
+from bridge.store.pause import Pause, read_pause
 
 SUMMARY_COLUMNS = (
     events.c.id,
@@ -90,6 +91,11 @@ class EventQueries(Part):
         with unavailable(), self.engine.connect() as conn:
             value = conn.execute(query).scalar_one_or_none()
         return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+    def delivery_pause(self) -> Pause | None:
+        """The delivery pause shared by every process, or None while delivery runs."""
+        with unavailable(), self.engine.connect() as conn:
+            return read_pause(conn)
 
     def event_ids(self, status: Status, source: str | None = None, since: datetime | None = None) -> list[str]:
         """Ids of the events in ``status``, oldest first."""

@@ -2,7 +2,8 @@
 
 Claims are one compare-and-set ``UPDATE ... RETURNING`` (with ``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL); every state change of a claimed event is fenced by its lease owner, and every
-attempt is a row of its own.
+attempt is a row of its own. While delivery is paused (``bridge/store/pause.py``) claims find
+nothing, and only a probe is leased.
 """
 
 from __future__ import annotations
@@ -23,16 +24,28 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    text,
     true,
     update,
 )
 
 from bridge.db import DUE_WHERE, LEASED_WHERE, attempts, events
-from bridge.status import AttemptOutcome, Status
-from bridge.store.base import NOTIFY_CHANNEL, Part
+from bridge.status import AttemptOutcome, PauseReason, Status
+from bridge.store.base import NOTIFY_CHANNEL, Part, unavailable
+from bridge.store.pause import (
+    NOT_PAUSED,
+    Pause,
+    begin_pause,
+    end_pause,
+    read_pause,
+    resumed_window_start,
+    take_probe_turn,
+)
 from bridge.store.sqlite import WriteLock
 
-__all__ = ["NOTIFY_CHANNEL", "Claim", "DeliveryQueue"]
+__all__ = ["NOTIFY_CHANNEL", "Claim", "DeliveryQueue", "Pause", "resumed_window_start"]
+
+DEFAULT_PROBE_SECONDS = 30.0
 
 if TYPE_CHECKING:  # types only: the queue records what the SPP client and the retry policy produced
     from bridge.retry import Decision
@@ -51,31 +64,44 @@ class Claim:
     source: str
     retry_window_start: datetime  # receipt, or the last replay
     attempts_at_window_start: int
+    due_at: datetime  # its place in the queue: next_attempt_at when claimed
+    paused_since: datetime | None = None  # a probe: when the pause it tests began
 
     @property
     def attempt_in_window(self) -> int:
         """The attempt's number since receipt or the last replay: what BRIDGE_MAX_ATTEMPTS counts."""
         return self.attempt - self.attempts_at_window_start
 
+    @property
+    def is_probe(self) -> bool:
+        return self.paused_since is not None
 
-def _as_claim(row: Any, owner: str) -> Claim:
+
+def _as_claim(row: Any, owner: str, paused_since: datetime | None = None) -> Claim:
     """A row returned by the claim statement (see :func:`_claim_statement`), as a Claim."""
     names = ("ticket_request", "request_id", "source", "retry_window_start", "attempts_at_window_start")
-    return Claim(owner=owner, attempt=row.attempts, event_id=row.id, **{name: getattr(row, name) for name in names})
+    return Claim(
+        owner=owner,
+        attempt=row.attempts,
+        event_id=row.id,
+        due_at=row.next_attempt_at,
+        paused_since=paused_since,
+        **{name: getattr(row, name) for name in names},
+    )
 
 
 def _claim_params(owner: str, limit: int, lease_seconds: float, now: datetime) -> dict[str, Any]:
     return {"owner": owner, "now": now, "limit": limit, "lease_until": now + timedelta(seconds=lease_seconds)}
 
 
-def _claim_statement() -> Any:
-    """Lease up to :limit due events. The ids are picked in a CTE, which PostgreSQL runs once:
-    as ``WHERE id IN (subquery)`` its generic plan could run the LIMIT subquery again for
-    every row and lease far more than asked."""
+def _claim_statement(probe: bool = False) -> Any:
+    """Lease up to :limit due events, none while delivery is paused (but a ``probe``). The ids
+    are picked in a CTE, which PostgreSQL runs once: as ``WHERE id IN (subquery)`` its generic
+    plan could run the LIMIT subquery again for every row and lease far more than asked."""
     due = and_(DUE_WHERE, events.c.next_attempt_at <= bindparam("now"))
     picked = (
         select(events.c.id)
-        .where(due)
+        .where(due if probe else and_(due, NOT_PAUSED))
         .order_by(events.c.next_attempt_at)
         .limit(bindparam("limit"))
         .with_for_update(skip_locked=True)
@@ -99,6 +125,7 @@ def _claim_statement() -> Any:
             events.c.source,
             events.c.retry_window_start,
             events.c.attempts_at_window_start,
+            events.c.next_attempt_at,
         )
     )
 
@@ -172,16 +199,47 @@ def event_changes(outcome: Outcome, decision: Decision, now: datetime) -> dict[s
     return changes
 
 
+class _NothingToProbe(Exception):
+    """Rolls back a probe turn taken with no event due, so the next event may probe at once."""
+
+
 class DeliveryQueue(Part):
     def __init__(self, engine: Engine, write_lock: WriteLock | None) -> None:
         super().__init__(engine, write_lock)
         self._claim_due = _claim_statement()
+        self._claim_probe = _claim_statement(probe=True)
         self._insert_attempt = insert(attempts)
+        self._notify = text("SELECT pg_notify(:c, '')").bindparams(c=NOTIFY_CHANNEL)
 
     def claim(self, owner: str, limit: int, lease_seconds: float, now: datetime) -> list[Claim]:
         """Lease up to ``limit`` due events, oldest due first."""
         with self.writing() as conn:
             return self._claim(conn, owner, limit, lease_seconds, now)
+
+    def pause(self) -> Pause | None:
+        """The delivery pause in force, or None (one read of one row)."""
+        with unavailable(), self.engine.connect() as conn:
+            return read_pause(conn)
+
+    def claim_probe(
+        self, owner: str, lease_seconds: float, now: datetime, probe_seconds: float = DEFAULT_PROBE_SECONDS
+    ) -> Claim | None:
+        """While paused and a probe is due, lease the oldest due event as the probe (one worker
+        of all gets it; the next probe is due ``probe_seconds`` later); else None."""
+        pause = self.pause()
+        if pause is None or (pause.next_probe_at is not None and pause.next_probe_at > now):
+            return None
+        try:
+            with self.writing() as conn:
+                paused_since = take_probe_turn(conn, now, probe_seconds)
+                if paused_since is None:
+                    return None
+                rows = conn.execute(self._claim_probe, _claim_params(owner, 1, lease_seconds, now)).all()
+                if not rows:
+                    raise _NothingToProbe
+        except _NothingToProbe:
+            return None
+        return _as_claim(rows[0], owner, paused_since)
 
     def record(
         self,
@@ -190,14 +248,34 @@ class DeliveryQueue(Part):
         decision: Decision,
         now: datetime,
         next_lease_seconds: float | None = None,
+        probe_seconds: float = DEFAULT_PROBE_SECONDS,
     ) -> tuple[bool, Claim | None]:
         """Record one attempt and the event's new state in one transaction.
 
         Answers whether the lease was still held (False: the attempt is recorded, the event left
         as it is) and, with ``next_lease_seconds``, the next due event leased in the same
         transaction (one commit a delivery), or None.
+
+        A refused token (``decision.token_refused``) puts the event back in its place without
+        using up an attempt and pauses delivery (the first probe after ``probe_seconds``);
+        nothing is leased then. Any other outcome of a probe ends the pause before the next lease.
         """
         attempt, changes = attempt_row(outcome, now), event_changes(outcome, decision, now)
+        if decision.token_refused:
+            changes.update(next_attempt_at=claim.due_at, attempts_at_window_start=claim.attempts_at_window_start + 1)
+            with self.writing() as conn:
+                finished = self._finish(conn, claim, attempt, changes, now)
+                begin_pause(conn, PauseReason.TOKEN_REFUSED, outcome.http_status, now, probe_seconds)
+            return finished, None
+        if claim.is_probe:
+            with self.writing() as conn:
+                finished = self._finish(conn, claim, attempt, changes, now)
+                if end_pause(conn, now) is not None and self.is_postgres:
+                    conn.execute(self._notify)  # every process's worker: deliver again
+                if next_lease_seconds is None:
+                    return finished, None
+                taken = self._claim(conn, claim.owner, 1, next_lease_seconds, now)
+            return finished, (taken[0] if taken else None)
         if next_lease_seconds is not None and self.is_postgres:
             return self._record_and_claim_in_one(claim, attempt, changes, now, next_lease_seconds)
         with self.writing() as conn:
