@@ -3,7 +3,7 @@
 Self-contained: it creates one new table and touches none other, so it can follow any
 revision that leaves ``events`` and ``attempts`` as 0006 does.
 
-Revision ID: 0010
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-05
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
