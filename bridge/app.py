@@ -25,9 +25,11 @@ def create_app(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str
     sources = load_sources(settings.sources_file, PROVIDERS, env)
 
     app = Flask("bridge")
-    # Heroku's router (and Render's, Fly's) terminates TLS: trust its one X-Forwarded-* hop,
-    # so URLs the bridge prints (admin page, redirects) say https://
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    # Heroku's router (and Render's, Fly's) terminates TLS: trust its one X-Forwarded-For and
+    # -Proto hop, so URLs the bridge prints (admin page, redirects) say https://. Such a router
+    # passes Host through; X-Forwarded-Host, which any caller can send, only when configured.
+    x_host = 1 if settings.trust_forwarded_host else 0
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=x_host)  # type: ignore[method-assign]
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         # Flask's 500 kB default per form field would refuse ordinary inbound mail

@@ -45,6 +45,7 @@ class Settings:
     poll_seconds: float = 0.5
     port: int = 8000
     log_format: str = "json"
+    trust_forwarded_host: bool = False
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         settings = replace(self, **overrides)
@@ -153,6 +154,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         poll_seconds=_float(env, "BRIDGE_POLL_SECONDS", 0.5),
         port=_int(env, "PORT", 8000, maximum=65535),
         log_format=_choice(env, "LOG_FORMAT", ("json", "text")),
+        trust_forwarded_host=_bool(env, "BRIDGE_TRUST_FORWARDED_HOST", False),
     )
     settings.check()
     return settings
