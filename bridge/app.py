@@ -46,7 +46,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str
 
     from bridge.cli import bridge_cli
     from bridge.http import register_http
+    from bridge.http.body import WholeBody
 
     register_http(app)
+    app.wsgi_app = WholeBody(app.wsgi_app, settings.max_body_bytes)  # type: ignore[method-assign]
     app.cli.add_command(bridge_cli)
     return app
