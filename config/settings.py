@@ -46,6 +46,7 @@ class Settings:
     port: int = 8000
     log_format: str = "json"
     trust_forwarded_host: bool = False
+    request_read_timeout: float = 60.0
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         settings = replace(self, **overrides)
@@ -155,6 +156,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         port=_int(env, "PORT", 8000, maximum=65535),
         log_format=_choice(env, "LOG_FORMAT", ("json", "text")),
         trust_forwarded_host=_bool(env, "BRIDGE_TRUST_FORWARDED_HOST", False),
+        # how long a client may take to send a whole request (bridge/server.py)
+        request_read_timeout=_float(env, "BRIDGE_REQUEST_READ_TIMEOUT_SECONDS", 60.0),
     )
     settings.check()
     return settings

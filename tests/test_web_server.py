@@ -1,18 +1,23 @@
 """The web process as deployed: gunicorn.conf.py and wsgi:app, spoken to over raw sockets.
 
-A request body is stored whole or refused, whatever its framing (chunked or Content-Length).
+Slow clients must not take the threads that answer everyone else, and a request body is stored
+whole or refused, whatever its framing (chunked or Content-Length).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
 import subprocess
 import textwrap
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import requests
@@ -29,6 +34,9 @@ from tests.helpers import BIN, free_port, start_process, wait_for
 pytestmark = pytest.mark.slow
 
 LIMIT = 64 * 1024  # BRIDGE_MAX_BODY_BYTES
+READ_TIMEOUT = 4  # BRIDGE_REQUEST_READ_TIMEOUT_SECONDS
+SLOW_CLIENTS = 64
+T = TypeVar("T")
 
 
 @dataclass
@@ -65,6 +73,7 @@ def web(tmp_path_factory: pytest.TempPathFactory, sandbox_server: SandboxServer)
         WEB_CONCURRENCY="2",
         GUNICORN_THREADS="4",
         BRIDGE_MAX_BODY_BYTES=str(LIMIT),
+        BRIDGE_REQUEST_READ_TIMEOUT_SECONDS=str(READ_TIMEOUT),
     )
     app = create_app(env=env)
     runtime = get_runtime(app)
@@ -149,6 +158,92 @@ def sample(kind: str, marker: str, size: int) -> tuple[str, bytes]:
 
 
 SOURCE = {"json": "open", "form": "contact"}
+
+
+# --- slow clients ------------------------------------------------------------------------------
+
+
+class SlowClients:
+    """Connections that send a partial request head, then one byte a second each."""
+
+    def __init__(self, web: Web, count: int) -> None:
+        self.socks = [web.connect(timeout=10) for _ in range(count)]
+        for sock in self.socks:
+            sock.sendall(b"POST /hooks/open HTTP/1.1\r\nHost: bridge.test\r\nX-Slow: ")
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._drip, daemon=True)
+        self.thread.start()
+
+    def _drip(self) -> None:
+        while not self.stopped.wait(1.0):
+            for sock in self.socks:
+                with contextlib.suppress(OSError):
+                    sock.send(b"a")
+
+    def stop_dripping(self) -> None:
+        self.stopped.set()
+        self.thread.join(5)
+
+    def close(self) -> None:
+        self.stop_dripping()
+        for sock in self.socks:
+            sock.close()
+
+
+def timed(what: str, call: Callable[[], T], bound: float = 1.0) -> T:
+    started = time.monotonic()
+    result = call()
+    elapsed = time.monotonic() - started
+    assert elapsed < bound, f"{what} took {elapsed:.2f} s"
+    return result
+
+
+def test_slow_clients_do_not_delay_anyone_else_and_are_dropped(web: Web) -> None:
+    """64 clients sending a byte a second (8 were enough to take every thread of 2 x 4) while
+    ordinary requests of every framing are answered within a second; then each slow client gets
+    a 408 once BRIDGE_REQUEST_READ_TIMEOUT_SECONDS has passed."""
+    slow = SlowClients(web, SLOW_CLIENTS)
+    connected = time.monotonic()
+    try:
+        time.sleep(1.5)  # every slow request has begun, and dripped
+        health = timed("GET /healthz", lambda: requests.get(f"{web.base}/healthz", timeout=5))
+        assert health.status_code == 200
+        body = {"email": "fast@example.com", "subject": "Not delayed", "message": "Hi"}
+        hook = timed("POST /hooks/open", lambda: requests.post(f"{web.base}/hooks/open", json=body, timeout=5))
+        assert hook.status_code == 200, hook.text
+
+        with web.connect() as sock:  # one keep-alive connection: 100-continue, then pipelined requests
+            content_type, form = sample("form", "continued", 2000)
+            sock.sendall(
+                post_head("/hooks/contact", content_type, f"Content-Length: {len(form)}", "Expect: 100-continue")
+            )
+            assert timed("100 Continue", lambda: sock.recv(100)) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            sock.sendall(form)
+            assert timed("the form", lambda: read_answer(sock))[0] == 200
+            content_type, data = sample("json", "pipelined", 3000)
+            trailer = chunked(data, 1000).replace(b"\r\n0\r\n\r\n", b"\r\n0\r\nX-Checksum: 1\r\n\r\n")
+            extension = trailer.replace(b"3e8\r\n", b"3e8;name=value\r\n", 1)
+            sock.sendall(
+                post_head("/hooks/open", content_type, "Transfer-Encoding: chunked")
+                + extension
+                + b"GET /healthz HTTP/1.1\r\nHost: bridge.test\r\n\r\n"
+            )
+            assert timed("the pipelined post", lambda: read_answer(sock))[0] == 200
+            assert timed("the pipelined get", lambda: read_answer(sock))[:1] == (200,)
+        assert [data] == [b for b in web.bodies("open") if b"pipelined" in b]
+        assert [form] == [b for b in web.bodies("contact") if b"continued" in b]
+
+        slow.stop_dripping()
+        answers = []
+        for sock in slow.socks:
+            sock.settimeout(max(0.1, connected + READ_TIMEOUT + 5 - time.monotonic()))
+            answers.append(_read_to_end(sock))
+        dropped_after = time.monotonic() - connected
+    finally:
+        slow.close()
+    assert all(answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n") for answer in answers), answers[:3]
+    assert READ_TIMEOUT <= dropped_after < READ_TIMEOUT + 5
+    assert web.log.read_text().count("answered 408") >= SLOW_CLIENTS
 
 
 # --- bodies: whole or refused --------------------------------------------------------------------
