@@ -35,7 +35,8 @@ def create_app(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str
         # Flask's 500 kB default per form field would refuse ordinary inbound mail
         MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
-        SECRET_KEY=settings.session_key(),
+        # without SECRET_KEY, the admin page sets a key of the database's on first use (AdminSessions)
+        SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
     )

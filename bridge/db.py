@@ -126,6 +126,33 @@ seen_tokens = Table(
 )
 
 
+# the admin surface's state, shared by every process: random secrets the bridge made for itself
+# (the admin session key), sessions signed out before they expired, and failed admin sign-ins and
+# bearer tokens per client address and time window
+app_secrets = Table(
+    "app_secrets",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+revoked_sessions = Table(
+    "revoked_sessions",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("expires_at", UTCDateTime(), nullable=False, index=True),
+)
+
+auth_failures = Table(
+    "auth_failures",
+    metadata,
+    Column("client", String(100), primary_key=True),
+    Column("window_start", UTCDateTime(), primary_key=True),
+    Column("failures", Integer, nullable=False),
+)
+
+
 def normalize_url(url: str, instance_path: str) -> str:
     """Heroku's ``postgres://`` becomes psycopg 3's URL; empty means SQLite under instance/."""
     if not url:

@@ -6,8 +6,6 @@ Every value is parsed and checked here, at start-up; a bad value raises
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 import os
 from collections.abc import Mapping
@@ -62,15 +60,6 @@ class Settings:
             raise ConfigError(f"BRIDGE_LEASE_SECONDS: must exceed the {self.spp_read_timeout:g} s read timeout")
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ConfigError("BRIDGE_RETRY_MAX_SECONDS: must not be below BRIDGE_RETRY_BASE_SECONDS")
-
-    def session_key(self) -> str | None:
-        """What signs the admin page's session cookie: SECRET_KEY, else one derived from the
-        admin token (the same in every process, unlike a random key)."""
-        if self.secret_key:
-            return self.secret_key
-        if not self.admin_token:
-            return None
-        return hmac.new(self.admin_token.encode(), b"spp-ticket-bridge admin session", hashlib.sha256).hexdigest()
 
     def require_spp(self) -> None:
         """The processes that deliver (web, worker) cannot run without an SPP workspace."""
