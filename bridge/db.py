@@ -116,11 +116,13 @@ attempts = Table(
 )
 
 
+# one-time signature tokens (Mailgun's), by token alone: one seen by one source is refused on
+# every other, since sources may share a signing key
 seen_tokens = Table(
     "seen_tokens",
     metadata,
-    Column("source", String(100), primary_key=True),
     Column("token", String(255), primary_key=True),
+    Column("source", String(100), nullable=False),
     Column("dedupe_key", String(255), nullable=False),
     Column("seen_at", UTCDateTime(), nullable=False, index=True),
 )
