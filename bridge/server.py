@@ -305,18 +305,23 @@ class BufferingThreadWorker(ThreadWorker):
             return
         self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
-        self._read_request(conn, b"")
-        self._on_readable(conn, client)
+        self._read_request(conn, b"", readable=True)
 
-    def _read_request(self, conn: BufferedConn, received: bytes) -> None:
+    def _read_request(self, conn: BufferedConn, received: bytes, readable: bool = False) -> None:
+        """Start reading ``conn``'s next request, ``received`` being its first bytes. On a
+        ``readable`` socket, a small request is usually whole at the first read: it goes to a
+        thread without the poller's registering and unregistering the socket."""
         conn.incoming = RequestBytes(self.head_limit, self.line_limit, self.body_limit)
         conn.close_after = False
         conn.deadline = time.monotonic() + self.read_timeout
         conn.sock.setblocking(False)
         self.reading[conn] = None
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
         if received:
             self._take(conn, received)
+        if readable and conn in self.reading:
+            self._on_readable(conn, conn.sock)
+        if conn in self.reading:
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
 
     def _on_readable(self, conn: BufferedConn, _sock: socket.socket) -> None:
         try:
