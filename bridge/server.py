@@ -332,10 +332,8 @@ class BufferingThreadWorker(ThreadWorker):
             data = b""
         if data:
             self._take(conn, data)
-            return
-        self._stop_reading(conn)  # closed before the request was whole: nobody is waiting for an answer
-        self.nr_conns -= 1
-        conn.close()
+        else:
+            self._drop(conn)  # closed before the request was whole: nobody is waiting for an answer
 
     def _take(self, conn: BufferedConn, data: bytes) -> None:
         incoming = conn.incoming
@@ -356,6 +354,15 @@ class BufferingThreadWorker(ThreadWorker):
         with contextlib.suppress(KeyError, ValueError):
             self.poller.unregister(conn.sock)
 
+    def _drop(self, conn: BufferedConn) -> None:
+        """Close a connection whose request is still being read, without an answer."""
+        self._stop_reading(conn)
+        self.nr_conns -= 1
+        if conn.incoming is not None:
+            conn.incoming.close()
+            conn.incoming = None
+        conn.close()
+
     def murder_pending(self) -> None:
         """Called by the main loop at least once a second: also ends requests that took too long
         to arrive, connections at shutdown that have not started one, and lingering closes."""
@@ -368,9 +375,7 @@ class BufferingThreadWorker(ThreadWorker):
             self._time_out(conn)
         if not self.alive:
             for conn in [c for c in self.reading if c.incoming is not None and not c.incoming.started]:
-                self._stop_reading(conn)
-                self.nr_conns -= 1
-                conn.close()
+                self._drop(conn)
         while self.lingering:
             conn = next(iter(self.lingering))
             if conn.deadline > now:
@@ -378,15 +383,13 @@ class BufferingThreadWorker(ThreadWorker):
             self._end_linger(conn)
 
     def _time_out(self, conn: BufferedConn) -> None:
+        if conn.incoming is None or not conn.incoming.started:
+            self._drop(conn)  # a connection that never sent a byte: nobody is waiting for an answer
+            return
         self._stop_reading(conn)
         self.nr_conns -= 1
-        assert conn.incoming is not None
-        started = conn.incoming.started
         conn.incoming.close()
         conn.incoming = None
-        if not started:
-            conn.close()
-            return
         _send_quietly(conn.sock, TIMED_OUT)
         log.info(
             "request from %s not received within %g s: answered 408",
