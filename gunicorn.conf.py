@@ -14,7 +14,9 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="bridg
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-worker_class = "gthread"
+# gthread, except that a request is read whole by the worker's main loop before a thread takes it:
+# slow clients cost a socket each, never one of the threads (bridge/server.py, docs/deploy.md)
+worker_class = "bridge.server.BufferingThreadWorker"
 # Each worker listens on a socket of its own and the kernel spreads new connections over them.
 # On one shared socket, whichever worker woke first took a whole burst of keep-alive connections
 # and kept it: one process served everything while the other idled (about half the bench runs).

@@ -757,7 +757,12 @@ def main() -> int:
         "drain_events": drain_events,
         "mailgun_body_bytes": mailgun_size,
         "mailgun_bodies": "unique Message-Id and token per request (pre-signed pool; a wrap would be duplicates)",
-        "gunicorn": {"workers": 2, "threads": 4, "worker_class": "gthread", "config": "gunicorn.conf.py"},
+        "gunicorn": {
+            "workers": 2,
+            "threads": 4,
+            "worker_class": "bridge.server.BufferingThreadWorker",
+            "config": "gunicorn.conf.py",
+        },
         "cpus": os.cpu_count(),
         "logs": str(work),
         "targets": TARGETS,

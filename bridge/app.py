@@ -25,15 +25,18 @@ def create_app(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str
     sources = load_sources(settings.sources_file, PROVIDERS, env)
 
     app = Flask("bridge")
-    # Heroku's router (and Render's, Fly's) terminates TLS: trust its one X-Forwarded-* hop,
-    # so URLs the bridge prints (admin page, redirects) say https://
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    # Heroku's router (and Render's, Fly's) terminates TLS: trust its one X-Forwarded-For and
+    # -Proto hop, so URLs the bridge prints (admin page, redirects) say https://. Such a router
+    # passes Host through; X-Forwarded-Host, which any caller can send, only when configured.
+    x_host = 1 if settings.trust_forwarded_host else 0
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=x_host)  # type: ignore[method-assign]
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         # Flask's 500 kB default per form field would refuse ordinary inbound mail
         MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
-        SECRET_KEY=settings.session_key(),
+        # without SECRET_KEY, the admin page sets a key of the database's on first use (AdminSessions)
+        SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
     )
@@ -44,7 +47,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str
 
     from bridge.cli import bridge_cli
     from bridge.http import register_http
+    from bridge.http.body import WholeBody
 
     register_http(app)
+    app.wsgi_app = WholeBody(app.wsgi_app, settings.max_body_bytes)  # type: ignore[method-assign]
     app.cli.add_command(bridge_cli)
     return app

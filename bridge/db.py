@@ -116,11 +116,13 @@ attempts = Table(
 )
 
 
+# one-time signature tokens (Mailgun's), by token alone: one seen by one source is refused on
+# every other, since sources may share a signing key
 seen_tokens = Table(
     "seen_tokens",
     metadata,
-    Column("source", String(100), primary_key=True),
     Column("token", String(255), primary_key=True),
+    Column("source", String(100), nullable=False),
     Column("dedupe_key", String(255), nullable=False),
     Column("seen_at", UTCDateTime(), nullable=False, index=True),
 )
@@ -138,6 +140,33 @@ delivery_state = Table(
     Column("next_probe_at", UTCDateTime()),  # when one worker may send the next probe
 )
 STATE_ROW = 1
+
+
+# the admin surface's state, shared by every process: random secrets the bridge made for itself
+# (the admin session key), sessions signed out before they expired, and failed admin sign-ins and
+# bearer tokens per client address and time window
+app_secrets = Table(
+    "app_secrets",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+revoked_sessions = Table(
+    "revoked_sessions",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("expires_at", UTCDateTime(), nullable=False, index=True),
+)
+
+auth_failures = Table(
+    "auth_failures",
+    metadata,
+    Column("client", String(100), primary_key=True),
+    Column("window_start", UTCDateTime(), primary_key=True),
+    Column("failures", Integer, nullable=False),
+)
 
 
 def normalize_url(url: str, instance_path: str) -> str:

@@ -11,6 +11,7 @@ __all__ = [
     "MappingFailed",
     "RejectedPayload",
     "StoreUnavailable",
+    "TooManyAttempts",
     "Unauthorized",
     "UnknownSource",
     "UnsupportedMediaType",
@@ -44,6 +45,17 @@ class Unauthorized(BridgeError):
     def __init__(self, message: str, *, scheme: str | None = "Bearer") -> None:
         super().__init__(message)
         self.scheme = scheme
+
+
+class TooManyAttempts(BridgeError):
+    """Too many wrong admin tokens from one client address lately; answered with Retry-After."""
+
+    status = 429
+    code = "too_many_attempts"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed attempts from this address: retry in {retry_after} s")
+        self.retry_after = retry_after
 
 
 class UnknownSource(BridgeError):

@@ -96,8 +96,9 @@ def accept(runtime: Runtime, source: Source, message: InboundMessage, received: 
     )
     try:
         added = runtime.store.events.add(new, _one_time_token(message, source))
-    except ReplayedToken:
-        raise Unauthorized("this signature was already used for another message (replayed request)") from None
+    except ReplayedToken as replayed:
+        used_for = "at another source" if replayed.other_source else "for another message"
+        raise Unauthorized(f"this signature was already used {used_for} (replayed request)") from None
     if added.created:
         ACCEPTED.labels(source.name, added.status).inc()
         if added.status == Status.QUEUED:

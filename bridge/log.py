@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -13,6 +14,9 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s evt=%(even
 # fields a log call may add with extra= that the JSON lines carry as their own keys
 JSON_EXTRAS = ("source", "status", "method", "path", "duration_ms", "attempt", "outcome", "http_status", "ticket_id")
 REDACTED = "[REDACTED]"
+# C0 controls (newline and tab included), DEL and C1 controls: a sender-chosen path or field must
+# not start a forged line or reach an operator's terminal as an escape sequence
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class ContextFilter(logging.Filter):
@@ -87,6 +91,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """LOG_FORMAT=text: one line per record, every control character written as ``\\xNN``.
+
+    A traceback therefore stays on its record's line too (its newlines read ``\\x0a``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().format(record))
+
+
+def escape_controls(text: str) -> str:
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
 def configure_logging(secrets: Iterable[str], level: int = logging.INFO, fmt: str = "json") -> None:
     """Install one stderr handler on the root logger (idempotent: format and filters are refreshed)."""
     root = logging.getLogger()
@@ -97,7 +118,7 @@ def configure_logging(secrets: Iterable[str], level: int = logging.INFO, fmt: st
         root.addHandler(handler)
     json_formatter = JsonFormatter()
     json_formatter.converter = time.gmtime
-    handler.setFormatter(json_formatter if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(json_formatter if fmt == "json" else TextFormatter())
     handler.filters = [ContextFilter(), SecretsFilter(secrets)]
     root.setLevel(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)

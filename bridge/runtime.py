@@ -27,6 +27,11 @@ class Runtime:
         s = self.settings
         return [x for x in (s.spp_api_token, s.admin_token, *self.sources.secrets()) if x]
 
+    def session_key(self) -> str:
+        """What signs the admin page's session cookie: SECRET_KEY, else a random key the bridge
+        made once and keeps in the database, the same for every process (raises StoreUnavailable)."""
+        return self.settings.secret_key or self.store.access.secret("admin_session_key")
+
     def retry_policy(self) -> RetryPolicy:
         s = self.settings
         return RetryPolicy(s.retry_base_seconds, s.retry_max_seconds, s.max_attempts, s.max_retry_age_seconds)

@@ -6,8 +6,6 @@ Every value is parsed and checked here, at start-up; a bad value raises
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 import os
 from collections.abc import Mapping
@@ -46,6 +44,8 @@ class Settings:
     probe_seconds: float = 30.0
     port: int = 8000
     log_format: str = "json"
+    trust_forwarded_host: bool = False
+    request_read_timeout: float = 60.0
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         settings = replace(self, **overrides)
@@ -61,15 +61,6 @@ class Settings:
             raise ConfigError(f"BRIDGE_LEASE_SECONDS: must exceed the {self.spp_read_timeout:g} s read timeout")
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ConfigError("BRIDGE_RETRY_MAX_SECONDS: must not be below BRIDGE_RETRY_BASE_SECONDS")
-
-    def session_key(self) -> str | None:
-        """What signs the admin page's session cookie: SECRET_KEY, else one derived from the
-        admin token (the same in every process, unlike a random key)."""
-        if self.secret_key:
-            return self.secret_key
-        if not self.admin_token:
-            return None
-        return hmac.new(self.admin_token.encode(), b"spp-ticket-bridge admin session", hashlib.sha256).hexdigest()
 
     def require_spp(self) -> None:
         """The processes that deliver (web, worker) cannot run without an SPP workspace."""
@@ -155,6 +146,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         probe_seconds=_float(env, "BRIDGE_PROBE_SECONDS", 30.0),
         port=_int(env, "PORT", 8000, maximum=65535),
         log_format=_choice(env, "LOG_FORMAT", ("json", "text")),
+        trust_forwarded_host=_bool(env, "BRIDGE_TRUST_FORWARDED_HOST", False),
+        # how long a client may take to send a whole request (bridge/server.py)
+        request_read_timeout=_float(env, "BRIDGE_REQUEST_READ_TIMEOUT_SECONDS", 60.0),
     )
     settings.check()
     if not settings.database_url and _str(env, "DYNO"):

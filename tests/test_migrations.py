@@ -92,3 +92,37 @@ def test_attempt_outcomes_of_an_older_version_take_the_status_words(empty_engine
         config.attributes["connection"] = connection
         command.downgrade(config, "0005")
     assert outcomes() == ["retry", "delivered"]
+
+
+def test_tokens_seen_by_two_sources_keep_their_first_sighting(empty_engine: Engine) -> None:
+    """0009: one-time tokens are kept by token alone; of two sightings, the first stays."""
+    upgrade(empty_engine, "0008")
+    sightings = [
+        ("support", "tok-1", "message-id:a", "2026-01-01 00:00:00"),
+        ("support-mime", "tok-1", "message-id:b", "2026-01-01 00:00:05"),
+        ("support", "tok-2", "message-id:c", "2026-01-01 00:00:00"),
+    ]
+    with empty_engine.begin() as conn:
+        for source, token, key, seen_at in sightings:
+            conn.execute(
+                text("INSERT INTO seen_tokens (source, token, dedupe_key, seen_at) VALUES (:s, :t, :k, :at)"),
+                {"s": source, "t": token, "k": key, "at": seen_at},
+            )
+
+    def tokens() -> list[tuple[str, str, str]]:
+        with empty_engine.connect() as conn:
+            rows = conn.execute(text("SELECT token, source, dedupe_key FROM seen_tokens ORDER BY token"))
+            return [tuple(row) for row in rows]
+
+    upgrade(empty_engine, "0009")
+    kept = [("tok-1", "support", "message-id:a"), ("tok-2", "support", "message-id:c")]
+    assert tokens() == kept
+    with empty_engine.begin() as conn:
+        duplicate = "INSERT INTO seen_tokens (source, token, dedupe_key, seen_at) VALUES ('x', 'tok-2', 'k', :at)"
+        conn.execute(text(duplicate + " ON CONFLICT DO NOTHING"), {"at": "2026-01-01 00:00:09"})
+    assert tokens() == kept
+    config = alembic_config()
+    with empty_engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0008")
+    assert tokens() == kept

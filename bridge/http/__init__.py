@@ -11,6 +11,7 @@ from flask import Flask, Response, g, request
 
 from bridge.http.admin_api import admin_api
 from bridge.http.admin_page import AdminSessions, admin_page
+from bridge.http.body import refuse_unread_body
 from bridge.http.errors import register_error_handlers
 from bridge.http.health import health
 from bridge.http.hooks import hooks
@@ -28,6 +29,7 @@ def register_http(app: Flask) -> None:
     app.register_blueprint(health)
     register_error_handlers(app)
     app.before_request(_start)
+    app.before_request(refuse_unread_body)
     app.after_request(_finish)
 
 

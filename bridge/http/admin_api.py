@@ -10,6 +10,7 @@ from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import NotFound
 
 from bridge.errors import BridgeError, Unauthorized
+from bridge.http import throttle
 from bridge.http.schemas import (
     EventDetailSchema,
     EventListQuerySchema,
@@ -35,12 +36,18 @@ def require_admin_token() -> None:
 
 
 def check_admin_token(expected: str | None) -> None:
-    """No token configured: the admin surface does not exist (404). Otherwise bearer, constant time."""
+    """No token configured: the admin surface does not exist (404). Otherwise bearer, constant time;
+    wrong ones are counted per client address (``bridge/http/throttle.py``)."""
     if not expected:
         raise NotFound()
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+    if scheme.lower() != "bearer" or not given.strip():
         raise Unauthorized("missing or wrong bearer token (BRIDGE_ADMIN_TOKEN)")
+    failures = throttle.check_allowed()
+    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        throttle.failed()
+        raise Unauthorized("missing or wrong bearer token (BRIDGE_ADMIN_TOKEN)")
+    throttle.succeeded(failures)
 
 
 def _query(schema: Schema) -> dict[str, Any]:

@@ -1,18 +1,24 @@
 """The operators' admin page: sign in, the event list, one event with Replay, the sources with a try-it form.
 
 Server-rendered (Jinja, autoescaped) and usable without JavaScript. Signing in with
-BRIDGE_ADMIN_TOKEN puts a fingerprint of the token in the signed session cookie, so a new
-token signs everyone out. Every form is a FlaskForm carrying its own CSRF token: a global
+BRIDGE_ADMIN_TOKEN puts a fingerprint of the token and a session id in the signed session
+cookie, so a new token signs everyone out, and signing out revokes that session id for every
+process. The cookie is signed with SECRET_KEY or else a random key kept in the database, never
+with anything derived from the token; wrong tokens are throttled per client address
+(``bridge/http/throttle.py``). Every form is a FlaskForm carrying its own CSRF token: a global
 CSRFProtect would refuse the webhooks, which carry none.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import math
 import time
 from datetime import UTC, datetime
+from secrets import token_urlsafe
 from typing import Any
 
 from flask import (
@@ -22,6 +28,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    make_response,
     redirect,
     render_template,
     request,
@@ -38,7 +45,8 @@ from werkzeug.test import EnvironBuilder
 from wtforms import PasswordField, SelectChoice, SelectField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired
 
-from bridge.errors import BridgeError, Unmappable
+from bridge.errors import BridgeError, StoreUnavailable, TooManyAttempts, Unmappable
+from bridge.http import throttle
 from bridge.intake import preview as preview_ticket
 from bridge.log import scrub
 from bridge.providers import PROVIDERS
@@ -58,7 +66,18 @@ class AdminSessions(SecureCookieSessionInterface):
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if request.path != "/admin" and not request.path.startswith("/admin/"):
             return None
+        if not get_runtime(app).settings.admin_token:
+            return None  # no admin page (404)
+        if not app.secret_key:
+            # the database's key, read once; while the database does not answer there is no
+            # session, and require_sign_in answers 503
+            with contextlib.suppress(StoreUnavailable):
+                app.secret_key = get_runtime(app).session_key()
         return super().open_session(app, request)
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        """Secure whenever the request came over HTTPS (X-Forwarded-Proto behind the router)."""
+        return bool(super().get_cookie_secure(app)) or request.is_secure
 
 
 PAGE_SIZE, MAX_PAGE_SIZE = 50, 200
@@ -71,6 +90,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+HSTS = "max-age=31536000"  # on HTTPS answers only: a browser ignores it on plain HTTP anyway
 CSRF_REFUSED = "The form expired or did not come from this page (CSRF check). Reload the page and try again."
 
 
@@ -112,7 +132,10 @@ def _fingerprint(token: str) -> str:
 
 def _signed_in(token: str) -> bool:
     fresh = time.time() - float(session.get("admin_since", 0)) < SESSION_SECONDS
-    return fresh and hmac.compare_digest(str(session.get("admin", "")), _fingerprint(token))
+    if not fresh or not hmac.compare_digest(str(session.get("admin", "")), _fingerprint(token)):
+        return False
+    session_id = session.get("sid")
+    return isinstance(session_id, str) and not get_runtime().store.access.is_revoked(session_id)
 
 
 @admin_page.before_request
@@ -121,6 +144,8 @@ def require_sign_in() -> ResponseReturnValue | None:
     token = get_runtime().settings.admin_token
     if not token:
         abort(404)
+    if not current_app.secret_key:
+        raise StoreUnavailable("the database is not answering; retry later")
     if request.endpoint == "admin_page.sign_in" or _signed_in(token):
         return None
     back = request.full_path.rstrip("?") if request.method == "GET" else None
@@ -132,6 +157,8 @@ def harden(response: Response) -> Response:
     """Security headers, and no configured secret on any page, whatever a sender put in its data."""
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if request.is_secure:
+        response.headers["Strict-Transport-Security"] = HSTS
     if response.mimetype == "text/html" and not response.direct_passthrough:
         secrets = [s for s in get_runtime().secrets() if len(s) >= 4]
         escaped = [str(escape(s)) for s in secrets]  # as the page holds them
@@ -166,19 +193,33 @@ def sign_in() -> ResponseReturnValue:
     if not form.validate_on_submit():
         status = 400 if request.method == "POST" else 200
         return render_template("admin/sign_in.html", form=form), status
+    try:
+        failures = throttle.check_allowed()
+    except TooManyAttempts as exc:
+        form.token.errors = [
+            f"Too many wrong tokens from this address: try again in {math.ceil(exc.retry_after / 60)} min."
+        ]
+        response = make_response(render_template("admin/sign_in.html", form=form), 429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     token = get_runtime().settings.admin_token or ""
     if not hmac.compare_digest(form.token.data.encode(), token.encode()):
+        throttle.failed()
         form.token.errors = ["Wrong admin token."]
         return render_template("admin/sign_in.html", form=form), 401
+    throttle.succeeded(failures)
     session.clear()
-    session.update(admin=_fingerprint(token), admin_since=time.time())
+    session.update(admin=_fingerprint(token), admin_since=time.time(), sid=token_urlsafe(24))
     return redirect(_safe_next(), 303)
 
 
 @admin_page.post("/sign-out")
 def sign_out() -> ResponseReturnValue:
+    """Ends this session for good: a copy of its cookie is refused from now on, in every process."""
     if not SignOutForm(prefix="signout").validate_on_submit():
         return _refused()
+    expires = datetime.fromtimestamp(float(session.get("admin_since", 0)) + SESSION_SECONDS, UTC)
+    get_runtime().store.access.revoke_session(str(session["sid"]), expires)
     session.clear()
     flash("Signed out.", "ok")
     return redirect(url_for("admin_page.sign_in"), 303)

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from bridge.errors import BridgeError, RejectedPayload, StoreUnavailable, Unauthorized
+from bridge.errors import BridgeError, RejectedPayload, StoreUnavailable, TooManyAttempts, Unauthorized
 
 log = logging.getLogger("bridge.http")
 
@@ -25,6 +25,8 @@ def _bridge_error(exc: BridgeError) -> Response:
     if isinstance(exc, StoreUnavailable):
         response.headers["Retry-After"] = "5"
         log.warning("answered 503: %s", exc.__cause__.__class__.__name__)
+    if isinstance(exc, TooManyAttempts):
+        response.headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthorized) and exc.scheme:
         response.headers["WWW-Authenticate"] = f'{exc.scheme} realm="spp-ticket-bridge"'
     return response

@@ -5,6 +5,8 @@
 - :class:`DeliveryQueue` (``queue.py``): claim, record an attempt, release, expire leases; the
   only storage the delivery worker sees.
 - :class:`EventQueries` (``queries.py``): reads for the admin API and page, metrics and the CLI.
+- :class:`AccessStore` (``access.py``): the admin surface's secrets, signed-out sessions and
+  failed attempts, shared by every process.
 
 Tables and the engine are in ``bridge/db.py``; SQLite's write lock and group commit in ``sqlite.py``.
 The parts raise :class:`bridge.errors.StoreUnavailable` when the database does not answer; what
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, text
 
+from bridge.store.access import AccessStore
 from bridge.store.base import NOTIFY_CHANNEL, unavailable
 from bridge.store.events import Added, EventStore, NewEvent, OneTimeToken, ReplayedToken
 from bridge.store.queries import EventQueries
@@ -23,6 +26,7 @@ from bridge.store.sqlite import WriteLock
 
 __all__ = [
     "NOTIFY_CHANNEL",
+    "AccessStore",
     "Added",
     "Claim",
     "DeliveryQueue",
@@ -43,6 +47,7 @@ class Store:
         self.events = EventStore(engine, write_lock)
         self.queue = DeliveryQueue(engine, write_lock)
         self.queries = EventQueries(engine, write_lock)
+        self.access = AccessStore(engine, write_lock)
 
     def ping(self) -> None:
         with unavailable(), self.engine.connect() as conn:

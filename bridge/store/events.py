@@ -56,7 +56,15 @@ class Added:
 
 
 class ReplayedToken(Exception):
-    """The token was already used for a message with another dedupe key."""
+    """The token was already used: for a message with another dedupe key, or by another source.
+
+    Sources may share a signing key (two Mailgun routes), and a sender posts one signed request
+    to one URL, so the same signature at a second source is a replay even with the same message.
+    """
+
+    def __init__(self, token: str, other_source: bool) -> None:
+        super().__init__(token)
+        self.other_source = other_source
 
 
 @dataclass
@@ -82,8 +90,8 @@ class EventStore(Part):
         self._find_event = select(events.c.id, events.c.status).where(
             events.c.source == bindparam("source"), events.c.dedupe_key == bindparam("dedupe_key")
         )
-        self._find_token = select(seen_tokens.c.dedupe_key).where(
-            seen_tokens.c.source == bindparam("source"), seen_tokens.c.token == bindparam("token")
+        self._find_token = select(seen_tokens.c.source, seen_tokens.c.dedupe_key).where(
+            seen_tokens.c.token == bindparam("token")
         )
         self._notify = text("SELECT pg_notify(:c, '')").bindparams(c=NOTIFY_CHANNEL)
         if self.is_postgres:  # the insert and the workers' wake-up in one round trip
@@ -102,7 +110,7 @@ class EventStore(Part):
 
         With ``token`` (a signature's one-time value, e.g. Mailgun's), the token is recorded in
         the same transaction, and :class:`ReplayedToken` is raised, with nothing stored, when it
-        was seen before with another dedupe key.
+        was seen before with another dedupe key or by another source.
         """
         insert = _Insert(new, token, _row(new))
         with unavailable():
@@ -113,8 +121,8 @@ class EventStore(Part):
 
     def _write(self, conn: Connection, insert: _Insert) -> Added:
         new = insert.new
-        if insert.token is not None and not self._remember(conn, new, insert.token):
-            raise ReplayedToken(insert.token.value)
+        if insert.token is not None:
+            self._remember(conn, new, insert.token)
         statement = self._insert_queued if new.status == Status.QUEUED else self._insert_event
         created = conn.execute(statement, insert.row).scalar()
         if created is not None:
@@ -122,8 +130,9 @@ class EventStore(Part):
         first = conn.execute(self._find_event, {"source": new.source, "dedupe_key": insert.row["dedupe_key"]}).one()
         return Added(first.id, Status(first.status), False)
 
-    def _remember(self, conn: Connection, new: NewEvent, token: OneTimeToken) -> bool:
-        """Record ``token``; False when it was seen with another dedupe key."""
+    def _remember(self, conn: Connection, new: NewEvent, token: OneTimeToken) -> None:
+        """Record ``token``; ReplayedToken unless it is new, or was seen with this very message at
+        this source (a sender's retry)."""
         now = new.received_at
         if time.monotonic() >= self._next_token_sweep:  # forgetting old tokens can wait a minute
             conn.execute(delete(seen_tokens).where(seen_tokens.c.seen_at < now - timedelta(seconds=token.ttl_seconds)))
@@ -131,8 +140,9 @@ class EventStore(Part):
         key = new.message.dedupe_key
         row = {"source": new.source, "token": token.value[:255], "dedupe_key": key, "seen_at": now}
         conn.execute(self._insert_token, row)
-        first = conn.execute(self._find_token, {"source": new.source, "token": row["token"]}).scalar_one()
-        return bool(first == key)
+        first = conn.execute(self._find_token, {"token": row["token"]}).one()
+        if first.source != new.source or first.dedupe_key != key:
+            raise ReplayedToken(token.value, other_source=first.source != new.source)
 
     # --- replay ----------------------------------------------------------------------
 
