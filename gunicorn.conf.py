@@ -39,7 +39,7 @@ def on_starting(server: Any) -> None:
     try:
         settings = load_settings()
         settings.require_spp()
-        load_sources(settings.sources_file, PROVIDERS)
+        load_sources(settings.sources_file, PROVIDERS, max_body_bytes=settings.max_body_bytes)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)

@@ -9,6 +9,8 @@ __all__ = [
     "BridgeError",
     "ConfigError",
     "MappingFailed",
+    "PayloadTooLarge",
+    "RateLimited",
     "RejectedPayload",
     "StoreUnavailable",
     "Unauthorized",
@@ -49,6 +51,28 @@ class Unauthorized(BridgeError):
 class UnknownSource(BridgeError):
     status = 404
     code = "unknown_source"
+
+
+class PayloadTooLarge(BridgeError):
+    """The body is larger than the source's ``max_body_bytes`` (Werkzeug's own 413 covers
+    BRIDGE_MAX_BODY_BYTES)."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class RateLimited(BridgeError):
+    """More new events from one sender than the source's ``rate_limit``; nothing was stored.
+
+    ``retry_after`` is the number of seconds until the sender's window ends.
+    """
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UnsupportedMediaType(BridgeError):

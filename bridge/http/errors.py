@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from bridge.errors import BridgeError, RejectedPayload, StoreUnavailable, Unauthorized
+from bridge.errors import BridgeError, RateLimited, RejectedPayload, StoreUnavailable, Unauthorized
 
 log = logging.getLogger("bridge.http")
 
@@ -25,13 +25,17 @@ def _bridge_error(exc: BridgeError) -> Response:
     if isinstance(exc, StoreUnavailable):
         response.headers["Retry-After"] = "5"
         log.warning("answered 503: %s", exc.__cause__.__class__.__name__)
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthorized) and exc.scheme:
         response.headers["WWW-Authenticate"] = f'{exc.scheme} realm="spp-ticket-bridge"'
     return response
 
 
 # where our code and message say more than Werkzeug's
-HTTP_ERRORS = {413: ("payload_too_large", "the body is larger than BRIDGE_MAX_BODY_BYTES allows")}
+HTTP_ERRORS = {
+    413: ("payload_too_large", "the body is larger than BRIDGE_MAX_BODY_BYTES, or the source's max_body_bytes, allows")
+}
 
 
 def _http_error(exc: HTTPException) -> Response:

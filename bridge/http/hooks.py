@@ -26,7 +26,7 @@ def receive(source_name: str) -> Response:
     source = find_source(runtime, source_name)
     provider = PROVIDERS[source.kind]
     message = provider.read(request, source)
-    received = Received(g.get("request_id"), raw_request(provider), _scrubbed_body(source))
+    received = Received(g.get("request_id"), raw_request(provider), _scrubbed_body(source), request.remote_addr)
     added = accept(runtime, source, message, received)
     g.event_id, g.outcome = added.event_id, f"{'accepted' if added.created else 'duplicate'} ({added.status})"
     return _answer(source, added.event_id, added.status, added.created)
