@@ -65,6 +65,11 @@ class Provider:
     def verify(self, request: Request, source: Source) -> None:
         raise NotImplementedError
 
+    def body_in_message(self, message: InboundMessage) -> bool:
+        """Whether ``message.fields`` holds all the raw body says, so it is not stored a second time
+        (docs/limits.md). Never where the raw bytes are signed, MIME, or carry file contents."""
+        return False
+
     def parse(self, request: Request, source: Source) -> InboundMessage:
         raise NotImplementedError
 

@@ -208,7 +208,7 @@ def _row(new: NewEvent) -> dict[str, Any]:
         "request_id": new.request_id,
         "raw_request": new.raw_request or {},
         "raw_body": new.raw_body,
-        "message": message.to_dict(),
+        "message": message.to_stored(),
         "ticket_request": new.ticket_request,
         "last_error": new.last_error,
         "received_at": new.received_at,
