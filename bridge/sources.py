@@ -6,6 +6,7 @@ one :class:`ConfigError` line naming the file, the source and the key.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # What a rendered integer key may be: ASCII digits only, and few enough that int() never hits
 # Python's 4300-digit limit (a ValueError that would escape the mapping); longer is no SPP id anyway.
 INTEGER_TEXT = re.compile(r"^\s*-?[0-9]{1,18}\s*$")
+log = logging.getLogger("bridge.sources")
 # bridge/log.py redacts only secrets at least this long, so a shorter one could reach the logs
 MIN_SECRET_LENGTH = 4
 # ``rate_limit: <n>/second|minute|hour`` (docs/behaviour.md section 3)
@@ -109,6 +111,21 @@ class SourcesConfig:
 
     def open_sources(self) -> list[Source]:
         return [s for s in self.sources.values() if s.is_open]
+
+
+def open_source_warning(source: Source) -> str:
+    """The one line that names a source without a secret, at start-up and in ``bridge check``."""
+    return (
+        f"source {source.name!r} ({source.kind}) has no secret: anyone can post to /hooks/{source.name},"
+        " and whoever sends an event's de-duplication key first (e.g. a guessed Idempotency-Key) keeps"
+        " the real event out; set a secret unless the source is a public form"
+    )
+
+
+def warn_open_sources(config: SourcesConfig) -> None:
+    """One warning line per source without a secret (the web process logs them once, at start-up)."""
+    for source in config.open_sources():
+        log.warning(open_source_warning(source))
 
 
 def _valid_client_key(value: str) -> None:

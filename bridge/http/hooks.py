@@ -57,6 +57,11 @@ def _scrubbed_body(source: Source) -> bytes:
 def _answer(source: Source, event_id: str, status: Status, created: bool) -> Response:
     if source.redirect and not _wants_json():
         return redirect(source.redirect, code=303)  # type: ignore[return-value]
+    if not created and source.is_open:
+        # Anyone may post here, so a duplicate answer tells nothing of the event it repeats: a
+        # stranger who guessed a key must not learn an event id or follow its status
+        # (docs/behaviour.md section 4).
+        return jsonify({"duplicate": True})
     body: dict[str, Any] = {"event_id": event_id, "status": status}
     if not created:
         body["duplicate"] = True
