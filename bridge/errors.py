@@ -54,8 +54,7 @@ class UnknownSource(BridgeError):
 
 
 class PayloadTooLarge(BridgeError):
-    """The body is larger than the source's ``max_body_bytes`` (Werkzeug's own 413 covers
-    BRIDGE_MAX_BODY_BYTES)."""
+    """The body is larger than the source's ``max_body_bytes``, or BRIDGE_MAX_BODY_BYTES."""
 
     status = 413
     code = "payload_too_large"

@@ -21,6 +21,8 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 from bridge.errors import ConfigError
 from bridge.spp_schema import StrictInteger
 
+log = logging.getLogger("bridge.sources")
+
 TICKET_KEYS = ("user_id", "subject", "note", "tags", "employees", "status", "order", "metadata")
 LIST_KEYS = ("tags", "employees")
 INTEGER_KEYS = ("user_id", "status", "employees")  # employees: each item
@@ -30,7 +32,6 @@ SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # What a rendered integer key may be: ASCII digits only, and few enough that int() never hits
 # Python's 4300-digit limit (a ValueError that would escape the mapping); longer is no SPP id anyway.
 INTEGER_TEXT = re.compile(r"^\s*-?[0-9]{1,18}\s*$")
-log = logging.getLogger("bridge.sources")
 # bridge/log.py redacts only secrets at least this long, so a shorter one could reach the logs
 MIN_SECRET_LENGTH = 4
 # ``rate_limit: <n>/second|minute|hour`` (docs/behaviour.md section 3)
