@@ -32,19 +32,24 @@ control_socket_disable = True  # one shared path per machine would clash between
 
 def on_starting(server: Any) -> None:
     """Check the configuration once in the master, so a bad one stops gunicorn with one line
-    instead of workers failing to boot over and over."""
+    instead of workers failing to boot over and over; then name each source without a secret,
+    once per start rather than once per worker."""
     from bridge.errors import ConfigError
+    from bridge.log import configure_logging
     from bridge.providers import PROVIDERS
-    from bridge.sources import load_sources
+    from bridge.sources import load_sources, warn_open_sources
     from config.settings import load_settings
 
     try:
         settings = load_settings()
         settings.require_spp()
-        load_sources(settings.sources_file, PROVIDERS)
+        sources = load_sources(settings.sources_file, PROVIDERS, max_body_bytes=settings.max_body_bytes)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
+    secrets = [settings.spp_api_token, settings.admin_token, *sources.secrets()]
+    configure_logging([s for s in secrets if s], fmt=settings.log_format)
+    warn_open_sources(sources)
 
 
 def post_worker_init(worker: Any) -> None:

@@ -22,7 +22,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str
     settings = load_settings(env)
     if overrides:
         settings = settings.with_overrides(overrides)
-    sources = load_sources(settings.sources_file, PROVIDERS, env)
+    sources = load_sources(settings.sources_file, PROVIDERS, env, settings.max_body_bytes)
 
     app = Flask("bridge")
     # Heroku's router (and Render's, Fly's) terminates TLS: trust its one X-Forwarded-For and

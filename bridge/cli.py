@@ -15,6 +15,7 @@ from bridge.errors import BridgeError, ConfigError
 from bridge.providers import PROVIDERS
 from bridge.replay import replay_event
 from bridge.runtime import get_runtime
+from bridge.sources import open_source_warning
 from bridge.status import Status
 from bridge.store import DeliveryQueue, Store
 
@@ -144,5 +145,7 @@ def check_command(base_url: str | None) -> None:
         secret = "with secret" if source.secret else "no secret"
         click.echo(f"  {source.name:<20} {source.kind:<10} {url}  ({secret})")
         click.echo(f"      sender: {PROVIDERS[source.kind].sender_setup.format(url=url)}")
+    for source in runtime.sources.open_sources():
+        click.echo(f"warning: {open_source_warning(source)}", err=True)
     if not runtime.settings.spp_api_url:
         click.echo("warning: SPP_API_URL is not set; web and worker will refuse to start", err=True)

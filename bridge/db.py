@@ -169,6 +169,17 @@ auth_failures = Table(
 )
 
 
+# fixed-window request counters of the sources' rate limits (bridge/store/limits.py): one row per
+# counted key and window, shared by every process; windows that have ended are deleted now and then
+rate_counters = Table(
+    "rate_counters",
+    metadata,
+    Column("key", String(255), primary_key=True),  # source, window length and sender
+    Column("window_start", BigInteger, primary_key=True, autoincrement=False),  # Unix seconds
+    Column("count", Integer, nullable=False),
+)
+
+
 def normalize_url(url: str, instance_path: str) -> str:
     """Heroku's ``postgres://`` becomes psycopg 3's URL; empty means SQLite under instance/."""
     if not url:

@@ -9,6 +9,8 @@ __all__ = [
     "BridgeError",
     "ConfigError",
     "MappingFailed",
+    "PayloadTooLarge",
+    "RateLimited",
     "RejectedPayload",
     "StoreUnavailable",
     "TooManyAttempts",
@@ -47,20 +49,43 @@ class Unauthorized(BridgeError):
         self.scheme = scheme
 
 
-class TooManyAttempts(BridgeError):
-    """Too many wrong admin tokens from one client address lately; answered with Retry-After."""
+class TooManyRequests(BridgeError):
+    """A 429: ``retry_after`` is the number of seconds until the caller may try again."""
 
     status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TooManyAttempts(TooManyRequests):
+    """Too many wrong admin tokens from one client address lately."""
+
     code = "too_many_attempts"
 
     def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many failed attempts from this address: retry in {retry_after} s")
-        self.retry_after = retry_after
+        super().__init__(
+            f"too many failed attempts from this address: retry in {retry_after} s", retry_after=retry_after
+        )
 
 
 class UnknownSource(BridgeError):
     status = 404
     code = "unknown_source"
+
+
+class PayloadTooLarge(BridgeError):
+    """The body is larger than the source's ``max_body_bytes``, or BRIDGE_MAX_BODY_BYTES."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class RateLimited(TooManyRequests):
+    """More new events from one sender than the source's ``rate_limit``; nothing was stored."""
+
+    code = "rate_limited"
 
 
 class UnsupportedMediaType(BridgeError):

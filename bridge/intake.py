@@ -8,6 +8,7 @@ stored. The admin API and page preview the same mapping without storing or sendi
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -16,15 +17,17 @@ from typing import Any
 
 from werkzeug import Request
 
-from bridge.errors import MappingFailed, Unauthorized, UnknownSource, Unmappable
+from bridge.errors import MappingFailed, RateLimited, Unauthorized, UnknownSource, Unmappable
 from bridge.message import InboundMessage
 from bridge.metrics import ACCEPTED, DUPLICATES
 from bridge.providers import PROVIDERS
 from bridge.runtime import Runtime
 from bridge.sources import Source, SourcesConfig
 from bridge.status import Status
-from bridge.store import Added, NewEvent, OneTimeToken, ReplayedToken
+from bridge.store import Added, NewEvent, OneTimeToken, RateCheck, RateExceeded, ReplayedToken
 from bridge.tickets import build_ticket_request
+
+RATE_KEY_LENGTH = 255  # rate_counters.key is varchar(255)
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class Received:
     request_id: str | None
     raw_request: dict[str, Any]  # method, path, query, headers
     raw_body: bytes
+    client_ip: str | None = None  # the sender's address (after the proxy's X-Forwarded-For)
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ def accept(runtime: Runtime, source: Source, message: InboundMessage, received: 
     """Store ``message`` as a new event of ``source`` (or find the one it repeats); committed on return.
 
     Raises Unauthorized when the message reuses a one-time signature token of another message,
+    RateLimited (nothing stored) when the sender is over the source's ``rate_limit``,
     StoreUnavailable when the database does not answer.
     """
     message = _scrubbed(message, source)
@@ -95,10 +100,17 @@ def accept(runtime: Runtime, source: Source, message: InboundMessage, received: 
         raw_body=received.raw_body,
     )
     try:
-        added = runtime.store.events.add(new, _one_time_token(message, source))
+        added = runtime.store.events.add(new, _one_time_token(message, source), rate_check(source, message, received))
     except ReplayedToken as replayed:
         used_for = "at another source" if replayed.other_source else "for another message"
         raise Unauthorized(f"this signature was already used {used_for} (replayed request)") from None
+    except RateExceeded as exc:
+        assert source.rate_limit is not None
+        raise RateLimited(
+            f"more than {source.rate_limit.text} new events from this sender; nothing was stored,"
+            f" retry in {exc.retry_after} s",
+            retry_after=exc.retry_after,
+        ) from None
     if added.created:
         ACCEPTED.labels(source.name, added.status).inc()
         if added.status == Status.QUEUED:
@@ -132,6 +144,24 @@ def _last_error(mapped: Mapped) -> str | None:
     if mapped.status == Status.DISCARDED:
         return f"discarded: {mapped.failure.detail}"
     return str(mapped.failure)
+
+
+def rate_check(source: Source, message: InboundMessage, received: Received) -> RateCheck | None:
+    """What the source's ``rate_limit`` counts: the sender's address, else the client's IP address.
+
+    The count is per source and window length, so a changed ``rate_limit`` starts afresh. A repeat
+    of a stored event is not counted (see EventStore.add): a sender's retry gets its duplicate answer.
+    """
+    limit = source.rate_limit
+    if limit is None:
+        return None
+    address = (message.email or "").strip().lower()
+    sender = f"email:{address}" if address else f"ip:{received.client_ip or 'unknown'}"
+    prefix = f"{source.name}/{limit.seconds}/"
+    key = prefix + sender
+    if len(key) > RATE_KEY_LENGTH or not key.isprintable():
+        key = prefix + "sha256:" + hashlib.sha256(sender.encode("utf-8", "surrogatepass")).hexdigest()
+    return RateCheck(key, limit.count, limit.seconds)
 
 
 def _one_time_token(message: InboundMessage, source: Source) -> OneTimeToken | None:

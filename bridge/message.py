@@ -57,12 +57,91 @@ class InboundMessage:
         data["attachments"] = [asdict(a) for a in self.attachments]
         return data
 
+    def to_stored(self) -> dict[str, Any]:
+        """``to_dict()`` with each long text that is also a value in ``fields`` (a form's ``message``
+        field is the body) replaced by that value's path, under ``in_fields``: the text is stored once.
+        :func:`expand_stored` and :meth:`from_dict` put it back."""
+        data = self.to_dict()
+        paths: dict[str, list[str | int]] = {}
+        for name in _TEXTS:
+            value = data[name]
+            if isinstance(value, str) and len(value) >= SHARED_TEXT_MIN_LENGTH:
+                path = _path_of(self.fields, value)
+                if path is not None:
+                    paths[name], data[name] = path, None
+        if paths:
+            data[IN_FIELDS] = paths
+        return data
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InboundMessage:
-        """The message again from ``to_dict()``; keys a later version no longer knows are dropped."""
+        """The message again from ``to_dict()`` or ``to_stored()``; keys a later version no longer
+        knows are dropped."""
+        data = expand_stored(data)
         known = {f.name for f in fields(cls)} - {"attachments"}
         attachments = [Attachment(**a) for a in data.get("attachments") or []]
         return cls(**{k: v for k, v in data.items() if k in known}, attachments=attachments)
 
 
 _NAMES = tuple(f.name for f in fields(InboundMessage))
+# texts that may repeat a field's value, and from which length storing them once is worth a path
+_TEXTS = ("email", "name", "subject", "body", "html")
+# shorter texts are stored twice as before: they cost little, and a stored row stays readable
+SHARED_TEXT_MIN_LENGTH = 1024
+IN_FIELDS = "in_fields"
+
+
+def expand_stored(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored message (``to_stored()``) as ``to_dict()`` gives it: each text named under
+    ``in_fields`` read back from its path in ``fields``. Other data is returned as it is."""
+    paths = data.get(IN_FIELDS)
+    if not isinstance(paths, dict):
+        return data
+    expanded = {k: v for k, v in data.items() if k != IN_FIELDS}
+    for name, path in paths.items():
+        expanded[name] = _value_at(data.get("fields"), path)
+    return expanded
+
+
+def _path_of(data: Any, text: str) -> list[str | int] | None:
+    """Where in ``data`` (nested dicts and lists) a string equal to ``text`` first is; None if nowhere.
+
+    Iterative, with a link to the parent instead of a path per node, so that JSON nested as deep
+    as the parser allows costs neither the stack nor memory per level.
+    """
+    stack: list[_Step] = [(data, None, None)]
+    while stack:
+        step = stack.pop()
+        node = step[0]
+        if isinstance(node, str):
+            if len(node) == len(text) and node == text:
+                return _path_to(step)
+        elif isinstance(node, dict):
+            stack.extend((value, key, step) for key, value in reversed(node.items()) if isinstance(key, str))
+        elif isinstance(node, list):
+            stack.extend((node[index], index, step) for index in range(len(node) - 1, -1, -1))
+    return None
+
+
+# (node, its key or index in the parent, the parent's step)
+_Step = tuple[Any, "str | int | None", Any]
+
+
+def _path_to(step: _Step) -> list[str | int]:
+    path: list[str | int] = []
+    while step[2] is not None:
+        key = step[1]
+        assert key is not None  # every step below the top has one
+        path.append(key)
+        step = step[2]
+    return path[::-1]
+
+
+def _value_at(data: Any, path: Any) -> Any:
+    for step in path if isinstance(path, list) else ():
+        found = isinstance(data, dict) and isinstance(step, str) and step in data
+        found = found or (isinstance(data, list) and isinstance(step, int) and 0 <= step < len(data))
+        if not found:
+            return None
+        data = data[step]
+    return data

@@ -6,6 +6,7 @@ one :class:`ConfigError` line naming the file, the source and the key.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -20,6 +21,8 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 from bridge.errors import ConfigError
 from bridge.spp_schema import StrictInteger
 
+log = logging.getLogger("bridge.sources")
+
 TICKET_KEYS = ("user_id", "subject", "note", "tags", "employees", "status", "order", "metadata")
 LIST_KEYS = ("tags", "employees")
 INTEGER_KEYS = ("user_id", "status", "employees")  # employees: each item
@@ -31,6 +34,9 @@ SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 INTEGER_TEXT = re.compile(r"^\s*-?[0-9]{1,18}\s*$")
 # bridge/log.py redacts only secrets at least this long, so a shorter one could reach the logs
 MIN_SECRET_LENGTH = 4
+# ``rate_limit: <n>/second|minute|hour`` (docs/behaviour.md section 3)
+RATE_LIMIT = re.compile(r"^\s*([0-9]{1,9})\s*/\s*(second|minute|hour)\s*$")
+PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
 
 
 def _finalize(value: Any) -> Any:
@@ -63,6 +69,15 @@ class KindInfo(Protocol):
     def validate_secret(self, secret: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class RateLimit:
+    """``count`` new events per ``seconds`` (a fixed window) from one sender of a source."""
+
+    count: int
+    seconds: int
+    text: str  # as written, e.g. "10/minute", for messages
+
+
 @dataclass
 class Source:
     name: str
@@ -76,6 +91,13 @@ class Source:
     subject_field: str | None = None
     body_field: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    max_body_bytes: int | None = None  # None: BRIDGE_MAX_BODY_BYTES alone
+    rate_limit: RateLimit | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Without a secret anyone may post to it (only kinds whose secret is optional get here)."""
+        return not self.secret
 
 
 @dataclass
@@ -87,6 +109,24 @@ class SourcesConfig:
 
     def secrets(self) -> list[str]:
         return [s.secret for s in self.sources.values() if s.secret]
+
+    def open_sources(self) -> list[Source]:
+        return [s for s in self.sources.values() if s.is_open]
+
+
+def open_source_warning(source: Source) -> str:
+    """The one line that names a source without a secret, at start-up and in ``bridge check``."""
+    return (
+        f"source {source.name!r} ({source.kind}) has no secret: anyone can post to /hooks/{source.name},"
+        " and whoever sends an event's de-duplication key first (e.g. a guessed Idempotency-Key) keeps"
+        " the real event out; set a secret unless the source is a public form"
+    )
+
+
+def warn_open_sources(config: SourcesConfig) -> None:
+    """One warning line per source without a secret (the web process logs them once, at start-up)."""
+    for source in config.open_sources():
+        log.warning(open_source_warning(source))
 
 
 def _valid_client_key(value: str) -> None:
@@ -114,6 +154,9 @@ class _SourceSchema(Schema):
     name_field = fields.String()
     subject_field = fields.String()
     body_field = fields.String()
+    # checked by _max_body_bytes and _rate_limit below, for messages that say what to write
+    max_body_bytes = fields.Raw(allow_none=True)
+    rate_limit = fields.Raw(allow_none=True)
 
 
 class _DefaultsSchema(Schema):
@@ -132,14 +175,20 @@ class _FileSchema(Schema):
     sources = fields.Dict(keys=fields.String(), values=fields.Raw(), required=True)
 
 
-def load_sources(path: str, kinds: Mapping[str, KindInfo], env: Mapping[str, str] | None = None) -> SourcesConfig:
+def load_sources(
+    path: str,
+    kinds: Mapping[str, KindInfo],
+    env: Mapping[str, str] | None = None,
+    max_body_bytes: int | None = None,
+) -> SourcesConfig:
+    """Load and check the file; ``max_body_bytes`` is BRIDGE_MAX_BODY_BYTES, which no source may exceed."""
     env = os.environ if env is None else env
     raw = _read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must be a mapping with a 'sources' key")
     data = _expand(raw, env, path, ())
     top = _load(_FileSchema(), data, path, ())
-    sources = {name: _source(path, name, spec, kinds) for name, spec in top["sources"].items()}
+    sources = {name: _source(path, name, spec, kinds, max_body_bytes) for name, spec in top["sources"].items()}
     return SourcesConfig(
         path=path,
         sources=sources,
@@ -271,7 +320,7 @@ def _first_error(messages: Any, key: tuple[str, ...] = ()) -> tuple[tuple[str, .
     return key, str(messages)
 
 
-def _source(path: str, name: str, spec: Any, kinds: Mapping[str, KindInfo]) -> Source:
+def _source(path: str, name: str, spec: Any, kinds: Mapping[str, KindInfo], max_body_bytes: int | None) -> Source:
     where = ("sources", name)
     if not SOURCE_NAME.match(name):
         raise ConfigError(f"{path}: sources.{name}: a source name may hold letters, digits, '_', '-', '.'")
@@ -306,8 +355,43 @@ def _source(path: str, name: str, spec: Any, kinds: Mapping[str, KindInfo]) -> S
         clients=_normalize_clients(clients) if clients is not None else None,
         ticket=_compile_ticket(path, name, loaded.get("ticket") or {}),
         options=options,
+        max_body_bytes=_max_body_bytes(f"{path}: sources.{name}.max_body_bytes", spec, max_body_bytes),
+        rate_limit=_rate_limit(f"{path}: sources.{name}.rate_limit", spec),
         **{k: loaded.get(k) for k in FIELD_KEYS},
     )
+
+
+def _max_body_bytes(where: str, spec: Mapping[str, Any], ceiling: int | None) -> int | None:
+    """A whole number of bytes, at most BRIDGE_MAX_BODY_BYTES: that one is the hard limit of every
+    request (Flask refuses a larger body before any source is looked at), so a source can only lower it.
+
+    Text of digits is taken too, as ``${VAR}`` always gives text.
+    """
+    if "max_body_bytes" not in spec:
+        return None
+    value = spec["max_body_bytes"]
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,18}", value.strip()):
+        value = int(value)
+    bound = f"from 1 to {ceiling} (BRIDGE_MAX_BODY_BYTES)" if ceiling else "of at least 1"
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}: must be a whole number of bytes {bound}, got {value!r}")
+    if ceiling is not None and value > ceiling:
+        raise ConfigError(
+            f"{where}: {value} is above BRIDGE_MAX_BODY_BYTES ({ceiling}), the limit of every request;"
+            " a source can only lower it"
+        )
+    return value
+
+
+def _rate_limit(where: str, spec: Mapping[str, Any]) -> RateLimit | None:
+    if "rate_limit" not in spec:
+        return None
+    value = spec["rate_limit"]
+    match = RATE_LIMIT.match(value) if isinstance(value, str) else None
+    if match is None or int(match.group(1)) < 1:
+        raise ConfigError(f"{where}: must be <n>/second, <n>/minute or <n>/hour (n at least 1), got {value!r}")
+    count, unit = int(match.group(1)), match.group(2)
+    return RateLimit(count, PERIOD_SECONDS[unit], f"{count}/{unit}")
 
 
 def _check_secret(where: str, kind_name: str, kind: KindInfo, secret: str | None) -> None:

@@ -17,6 +17,10 @@ from bridge.message import Attachment, InboundMessage
 from bridge.sources import INTEGER_TEXT, Source, SourcesConfig
 from bridge.spp_schema import validate_ticket_request
 
+# The longest note sent to SPP, in bytes of UTF-8. A ticket is read by people: a longer message
+# (a 10 MiB form field) is cut here, and its last line says where the whole of it is kept.
+NOTE_MAX_BYTES = 64 * 1024
+
 
 def template_context(message: InboundMessage, source: Source, received_at: datetime) -> dict[str, Any]:
     return {
@@ -51,7 +55,9 @@ def build_ticket_request(
         "user_id": _user_id(rendered.get("user_id"), message, source, config),
         "subject": _text(rendered.get("subject")) or _text(message.subject) or f"{source.name} submission",
     }
-    note = _text(rendered["note"]) if "note" in rendered else _default_note(message)
+    note = (
+        capped_note(_text(rendered["note"]), "", event_id) if "note" in rendered else _default_note(message, event_id)
+    )
     if note:
         request["note"] = note
     if _text(rendered.get("status")):
@@ -134,12 +140,42 @@ def lookup_client(clients: dict[str, int], email: str) -> int | None:
     return clients.get(f"@{domain}")
 
 
-def _default_note(message: InboundMessage) -> str:
+def _default_note(message: InboundMessage, event_id: str | None) -> str:
     # whitespace collapsed so a name holding a line break cannot push the address off the first line
     name, email = " ".join((message.name or "").split()), "".join((message.email or "").split())
     sender = " ".join(p for p in (name, f"<{email}>" if email else "") if p)
-    body = (message.body or "") + attachment_list(message.attachments)
-    return f"From: {sender}\n\n{body}".strip() if sender else body.strip()
+    text = f"From: {sender}\n\n{message.body or ''}" if sender else message.body or ""
+    return capped_note(text, attachment_list(message.attachments), event_id)
+
+
+def capped_note(text: str, tail: str, event_id: str | None) -> str:
+    """``text`` + ``tail`` (the attachment list), stripped; over NOTE_MAX_BYTES, ``text`` is cut there
+    and a line says where the whole message is (docs/limits.md). ``tail`` is kept unless it is huge."""
+    note = (text + tail).strip()
+    if utf8_head(note, NOTE_MAX_BYTES) is note:
+        return note
+    where = f"under event {event_id}" if event_id else "with its event once stored"
+    marker = f"\n\n[cut at {NOTE_MAX_BYTES // 1024} KiB: the full message is in the bridge {where}]"
+    if _utf8_size(tail) > NOTE_MAX_BYTES // 4:
+        tail = ""  # a list of thousands of files: the event keeps it
+    budget = NOTE_MAX_BYTES - _utf8_size(marker) - _utf8_size(tail)
+    return utf8_head(text.strip(), budget).rstrip() + marker + tail
+
+
+def utf8_head(text: str, budget: int) -> str:
+    """The longest start of ``text`` that is at most ``budget`` bytes in UTF-8; ``text`` itself when it fits."""
+    # budget + 1 characters are more than budget bytes, so the start is enough to decide
+    data = text[: budget + 1].encode("utf-8", "surrogatepass")
+    if len(data) <= budget:
+        return text
+    end = budget
+    while end > 0 and data[end] & 0xC0 == 0x80:  # not inside a character
+        end -= 1
+    return data[:end].decode("utf-8", "surrogatepass")
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def attachment_list(attachments: list[Attachment]) -> str:

@@ -213,7 +213,12 @@ def test_check_lists_every_source_url(app: Flask, runtime: Runtime) -> None:
         '      sender: <form method="post" action="http://localhost:8000/hooks/contact">'
         " (add ?token=<secret> when the source has a secret)",
     ]
-    assert result.stderr == ""
+    assert result.stderr.splitlines() == [
+        f"warning: source '{name}' ({kind}) has no secret: anyone can post to /hooks/{name}, and whoever sends an"
+        " event's de-duplication key first (e.g. a guessed Idempotency-Key) keeps the real event out; set a secret"
+        " unless the source is a public form"
+        for name, kind in (("open", "json"), ("contact", "form"))
+    ]
     assert "api-secret" not in result.output
 
 
@@ -234,7 +239,7 @@ def test_check_warns_without_spp_url(tmp_path: Path, db_url: str) -> None:
     del env["SPP_API_URL"], env["SPP_API_TOKEN"]
     result = bridge(create_app(env=env), "check")
     assert result.exit_code == 0
-    assert result.stderr == "warning: SPP_API_URL is not set; web and worker will refuse to start\n"
+    assert result.stderr.splitlines()[-1] == "warning: SPP_API_URL is not set; web and worker will refuse to start"
 
 
 def _run_flask(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -371,7 +376,10 @@ def test_check_in_a_subprocess(tmp_path: Path) -> None:
         BRIDGE_PUBLIC_URL="https://bridge.example.com",
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
+    assert [line.split(" has no secret")[0] for line in proc.stderr.splitlines()] == [
+        "warning: source 'open' (json)",
+        "warning: source 'contact' (form)",
+    ]
     assert "https://bridge.example.com/hooks/contact" in proc.stdout
 
 

@@ -310,3 +310,23 @@ def test_gunicorn_sigterm_hands_back_embedded_delivery(sqlite_url, env_for, own_
     assert status_of(app, event_id) == "retrying"
     [attempt] = get_runtime(app).store.queries.list_attempts(event_id)
     assert attempt["ambiguous"] is True and "stopped" in attempt["error"]
+
+
+def test_gunicorn_names_each_source_without_a_secret_once(sqlite_url, env_for, tmp_path) -> None:
+    """One warning line per open source per start, from the master, however many workers there are."""
+    port = free_port()
+    env = env_for(sqlite_url, PORT=str(port), WEB_CONCURRENCY="2", LOG_FORMAT="text")
+    app_on(env)
+    log = tmp_path / "web.log"
+    web = start_process([str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"], env, log)
+    try:
+        wait_for(lambda: _up(f"http://127.0.0.1:{port}"), timeout=30)
+        wait_for(lambda: log.read_text().count("Booting worker") == 2, timeout=30)
+    finally:
+        assert stop(web, timeout=15) == 0
+    warnings = [line for line in log.read_text().splitlines() if " has no secret: " in line]
+    assert [line.split(" WARNING bridge.sources ")[1].split(" has no secret")[0] for line in warnings] == [
+        "[req=- evt=-] source 'open' (json)",
+        "[req=- evt=-] source 'contact' (form)",
+    ]
+    assert all("anyone can post to /hooks/" in line for line in warnings)

@@ -13,7 +13,7 @@ import pytest
 from jinja2 import Template
 
 from bridge.providers import PROVIDERS
-from bridge.sources import KindInfo, SourcesConfig, load_sources
+from bridge.sources import KindInfo, RateLimit, SourcesConfig, load_sources
 from config.settings import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -511,3 +511,73 @@ def test_only_literals_are_checked_at_start_up(tmp_path: Path) -> None:
     assert error(tmp_path, "sources:\n  a:\n    kind: json\n    ticket: {status: open}\n").startswith(
         "F: sources.a.ticket"
     )
+
+
+# --- per-source limits ------------------------------------------------------------------------
+
+
+def test_limits_load(tmp_path: Path) -> None:
+    config = load_sources(
+        write(
+            tmp_path,
+            """
+            sources:
+              a: {kind: json, rate_limit: 10/minute, max_body_bytes: 65536}
+              b: {kind: form, rate_limit: " 1 / hour", max_body_bytes: "${SIZE}"}
+              c: {kind: json, rate_limit: 3/second}
+              d: {kind: json}
+            """,
+        ),
+        PROVIDERS,
+        {"SIZE": "1000"},
+        max_body_bytes=65536,
+    )
+    a, b, c, d = (config.sources[name] for name in "abcd")
+    assert (a.rate_limit, a.max_body_bytes) == (RateLimit(10, 60, "10/minute"), 65536)
+    assert (b.rate_limit, b.max_body_bytes) == (RateLimit(1, 3600, "1/hour"), 1000)
+    assert c.rate_limit == RateLimit(3, 1, "3/second")
+    assert (d.rate_limit, d.max_body_bytes) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("lots", "'lots'"),
+        ("0/minute", "'0/minute'"),
+        ("10/day", "'10/day'"),
+        ("10 per minute", "'10 per minute'"),
+        ("-1/second", "'-1/second'"),
+        ("5", "5"),
+        ("''", "''"),
+        ("null", "None"),
+    ],
+)
+def test_a_bad_rate_limit_stops_start_up(tmp_path: Path, value: str, expected: str) -> None:
+    assert error(tmp_path, f"sources:\n  a:\n    kind: json\n    rate_limit: {value}\n") == (
+        f"F: sources.a.rate_limit: must be <n>/second, <n>/minute or <n>/hour (n at least 1), got {expected}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("-1", "-1"), ("0", "0"), ("lots", "'lots'"), ("1.5", "1.5"), ("true", "True"), ("'12 kB'", "'12 kB'")],
+)
+def test_a_bad_max_body_bytes_stops_start_up(tmp_path: Path, value: str, expected: str) -> None:
+    path = write(tmp_path, f"sources:\n  a:\n    kind: json\n    max_body_bytes: {value}\n")
+    with pytest.raises(ConfigError) as info:
+        load_sources(path, PROVIDERS, {}, max_body_bytes=1000)
+    assert str(info.value) == (
+        f"{path}: sources.a.max_body_bytes: must be a whole number of bytes from 1 to 1000"
+        f" (BRIDGE_MAX_BODY_BYTES), got {expected}"
+    )
+
+
+def test_max_body_bytes_may_not_exceed_the_global_limit(tmp_path: Path) -> None:
+    path = write(tmp_path, "sources:\n  a:\n    kind: json\n    max_body_bytes: 1001\n")
+    with pytest.raises(ConfigError) as info:
+        load_sources(path, PROVIDERS, {}, max_body_bytes=1000)
+    assert str(info.value) == (
+        f"{path}: sources.a.max_body_bytes: 1001 is above BRIDGE_MAX_BODY_BYTES (1000), the limit of every"
+        " request; a source can only lower it"
+    )
+    assert load_sources(path, PROVIDERS, {}, max_body_bytes=1001).sources["a"].max_body_bytes == 1001

@@ -15,7 +15,7 @@ from bridge.message import Attachment, InboundMessage
 from bridge.providers import PROVIDERS
 from bridge.sources import SourcesConfig, load_sources
 from bridge.spp_schema import validate_ticket_request
-from bridge.tickets import build_ticket_request, lookup_client
+from bridge.tickets import NOTE_MAX_BYTES, build_ticket_request, lookup_client
 
 RECEIVED = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 TOP_CLIENTS = {"alice@example.com": 12, "@example.com": 13, "@bigcustomer.com": 30}
@@ -199,6 +199,41 @@ def test_note_template(configure: Any) -> None:
 
 def test_note_template_rendering_empty_is_left_out(configure: Any) -> None:
     assert "note" not in build(configure({"note": "{{ fields.missing }}"}))
+
+
+# --- the note's size (docs/limits.md) ------------------------------------------------------------
+
+CUT_LINE = "\n\n[cut at 64 KiB: the full message is in the bridge under event evt_1]"
+
+
+def test_a_longer_note_is_cut_and_says_where_the_message_is(configure: Any) -> None:
+    fits = "x" * (NOTE_MAX_BYTES - len("From: Zed <zed@nowhere.org>\n\n"))
+    note = build(configure(), message(body=fits), "evt_1")["note"]
+    assert len(note.encode()) == NOTE_MAX_BYTES and note.endswith("x")  # at the limit: whole
+    note = build(configure(), message(body=fits + "y"), "evt_1")["note"]
+    assert note.startswith("From: Zed <zed@nowhere.org>\n\nxxx")
+    assert note.endswith(CUT_LINE)
+    assert len(note.encode()) == NOTE_MAX_BYTES
+
+
+def test_the_cut_falls_between_characters_and_keeps_the_attachment_list(configure: Any) -> None:
+    msg = message(body="Grüße, 日本 🙂 " * 20_000, attachments=[Attachment("brief.pdf", "application/pdf", 2048)])
+    note = build(configure(), msg, "evt_1")["note"]
+    assert len(note.encode()) <= NOTE_MAX_BYTES
+    assert note.endswith(f"{CUT_LINE}\n\nAttachments (not forwarded):\n- brief.pdf (2.0 kB)")
+    kept = note.split(CUT_LINE)[0].removeprefix("From: Zed <zed@nowhere.org>\n\n")
+    assert ("Grüße, 日本 🙂 " * 20_000).startswith(kept)
+    assert len(kept.encode()) > NOTE_MAX_BYTES - 200
+
+
+def test_a_note_template_is_capped_too(configure: Any) -> None:
+    note = build(configure({"note": "{{ body }}{{ body }}"}), message(body="z" * NOTE_MAX_BYTES), "evt_1")["note"]
+    assert note.endswith(CUT_LINE) and len(note.encode()) == NOTE_MAX_BYTES
+
+
+def test_a_preview_says_the_message_is_kept_with_its_event(configure: Any) -> None:
+    note = build(configure(), message(body="y" * (NOTE_MAX_BYTES + 1)))["note"]
+    assert note.endswith("\n\n[cut at 64 KiB: the full message is in the bridge with its event once stored]")
 
 
 # --- optional keys -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from bridge.errors import BridgeError, RejectedPayload, StoreUnavailable, TooManyAttempts, Unauthorized
+from bridge.errors import BridgeError, RejectedPayload, StoreUnavailable, TooManyRequests, Unauthorized
 
 log = logging.getLogger("bridge.http")
 
@@ -25,7 +25,7 @@ def _bridge_error(exc: BridgeError) -> Response:
     if isinstance(exc, StoreUnavailable):
         response.headers["Retry-After"] = "5"
         log.warning("answered 503: %s", exc.__cause__.__class__.__name__)
-    if isinstance(exc, TooManyAttempts):
+    if isinstance(exc, TooManyRequests):
         response.headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthorized) and exc.scheme:
         response.headers["WWW-Authenticate"] = f'{exc.scheme} realm="spp-ticket-bridge"'
@@ -33,7 +33,9 @@ def _bridge_error(exc: BridgeError) -> Response:
 
 
 # where our code and message say more than Werkzeug's
-HTTP_ERRORS = {413: ("payload_too_large", "the body is larger than BRIDGE_MAX_BODY_BYTES allows")}
+HTTP_ERRORS = {
+    413: ("payload_too_large", "the body is larger than BRIDGE_MAX_BODY_BYTES, or the source's max_body_bytes, allows")
+}
 
 
 def _http_error(exc: HTTPException) -> Response:

@@ -26,7 +26,14 @@ def receive(source_name: str) -> Response:
     source = find_source(runtime, source_name)
     provider = PROVIDERS[source.kind]
     message = provider.read(request, source)
-    received = Received(g.get("request_id"), raw_request(provider), _scrubbed_body(source))
+    # the body once: not again beside a message whose fields hold all of it (docs/limits.md)
+    keep_body = not provider.body_in_message(message)
+    received = Received(
+        g.get("request_id"),
+        {**raw_request(provider), "body_bytes": len(request.get_data(cache=True)), "body_stored": keep_body},
+        _scrubbed_body(source) if keep_body else b"",
+        request.remote_addr,
+    )
     added = accept(runtime, source, message, received)
     g.event_id, g.outcome = added.event_id, f"{'accepted' if added.created else 'duplicate'} ({added.status})"
     return _answer(source, added.event_id, added.status, added.created)
@@ -50,6 +57,11 @@ def _scrubbed_body(source: Source) -> bytes:
 def _answer(source: Source, event_id: str, status: Status, created: bool) -> Response:
     if source.redirect and not _wants_json():
         return redirect(source.redirect, code=303)  # type: ignore[return-value]
+    if not created and source.is_open:
+        # Anyone may post here, so a duplicate answer tells nothing of the event it repeats: a
+        # stranger who guessed a key must not learn an event id or follow its status
+        # (docs/behaviour.md section 4).
+        return jsonify({"duplicate": True})
     body: dict[str, Any] = {"event_id": event_id, "status": status}
     if not created:
         body["duplicate"] = True

@@ -49,8 +49,9 @@ HOOK_RESPONSES = dict(
             "400": _error("body that cannot be parsed"),
             "401": _error("bad or missing secret or signature"),
             "404": _error("unknown source"),
-            "413": _error("body over BRIDGE_MAX_BODY_BYTES"),
+            "413": _error("body over BRIDGE_MAX_BODY_BYTES or the source's max_body_bytes"),
             "415": _error("content type the kind does not take"),
+            "429": _error("over the source's rate_limit for this sender; nothing stored; retry after Retry-After"),
             "503": _error("database unavailable; retry"),
             **_reject_responses(),
         }.items()
@@ -119,7 +120,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "responses": {
                 "200": _json("StoreTicketRequest", "the request it would send (without metadata.bridge_event_id)"),
                 "400": _error("body that cannot be parsed"),
-                "413": _error("body over BRIDGE_MAX_BODY_BYTES"),
+                "413": _error("body over BRIDGE_MAX_BODY_BYTES or the source's max_body_bytes"),
                 "415": _error("content type the kind does not take"),
                 "422": _error("it would be stored as failed or discarded, or lacks what the kind requires"),
                 **ADMIN_ERRORS,

@@ -18,8 +18,14 @@ class ErrorSchema(Schema):
 
 
 class AcceptedSchema(Schema):
-    event_id = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    """``event_id`` and ``status`` are always there, except in a duplicate's answer on a source
+    without a secret, which is ``{"duplicate": true}`` alone."""
+
+    event_id = fields.String(metadata={"description": "absent in a duplicate's answer on a source without a secret"})
+    status = fields.String(
+        validate=validate.OneOf(STATUSES),
+        metadata={"description": "absent in a duplicate's answer on a source without a secret"},
+    )
     duplicate = fields.Boolean()
 
 

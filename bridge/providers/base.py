@@ -20,7 +20,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError
 from werkzeug import Request
 from werkzeug.datastructures import FileStorage
 
-from bridge.errors import BadPayload, RejectedPayload, Unauthorized, UnsupportedMediaType
+from bridge.errors import BadPayload, PayloadTooLarge, RejectedPayload, Unauthorized, UnsupportedMediaType
 from bridge.message import InboundMessage
 from bridge.sources import Source
 
@@ -65,13 +65,18 @@ class Provider:
     def verify(self, request: Request, source: Source) -> None:
         raise NotImplementedError
 
+    def body_in_message(self, message: InboundMessage) -> bool:
+        """Whether ``message.fields`` holds all the raw body says, so it is not stored a second time
+        (docs/limits.md). Never where the raw bytes are signed, MIME, or carry file contents."""
+        return False
+
     def parse(self, request: Request, source: Source) -> InboundMessage:
         raise NotImplementedError
 
     def read(self, request: Request, source: Source, verify: bool = True) -> InboundMessage:
         """The request as this kind reads it: raw bytes (413 when too big), the signature on them
         (unless a preview skips it), the content type, then the message."""
-        request.get_data(cache=True)
+        read_body(request, source)
         if self.signature_in_body:
             self.check_content_type(request)
         if verify:
@@ -100,6 +105,28 @@ class Provider:
                 status=self.reject_status,
                 errors=err.normalized_messages(),
             ) from None
+
+
+def read_body(request: Request, source: Source) -> bytes:
+    """The raw body, refused (413) over the source's ``max_body_bytes``, else BRIDGE_MAX_BODY_BYTES.
+
+    A declared length over the limit is refused before a byte is read. A body without one
+    (chunked) is read up to one byte past the limit: Werkzeug would stop at the limit without a
+    word, and a cut-off form would parse.
+    """
+    limit = source.max_body_bytes or request.max_content_length
+    if limit is None:
+        return request.get_data(cache=True)
+    what = f"source {source.name!r} takes" if source.max_body_bytes else "the bridge takes"
+    setting = "max_body_bytes" if source.max_body_bytes else "BRIDGE_MAX_BODY_BYTES"
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the body is {request.content_length} bytes; {what} at most {limit} ({setting})")
+    if request.content_length is None:
+        request.max_content_length = limit + 1
+    body = request.get_data(cache=True)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"the body is over {limit} bytes; {what} at most {limit} ({setting})")
+    return body
 
 
 @functools.cache

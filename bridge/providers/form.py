@@ -24,6 +24,10 @@ class FormProvider(TokenAuth, Provider):
         "email=alice%40example.com&name=Alice+M%C3%BCller&subject=Hello&message=Hi+there%2C+Gr%C3%BC%C3%9Fe",
     )
 
+    def body_in_message(self, message: InboundMessage) -> bool:
+        """Every field is in ``fields``; an uploaded file's contents only in the raw body."""
+        return not message.attachments
+
     def parse(self, request: Request, source: Source) -> InboundMessage:
         form = request.form
         data: dict[str, Any] = {}

@@ -1,7 +1,7 @@
 """The event store, in three parts with one job each, on one engine.
 
 - :class:`EventStore` (``events.py``): intake (insert-or-duplicate, one-time tokens, SQLite
-  group commit) and replay.
+  group commit) and replay; it counts the sources' rate limits with ``limits.py``.
 - :class:`DeliveryQueue` (``queue.py``): claim, record an attempt, release, expire leases; the
   only storage the delivery worker sees.
 - :class:`EventQueries` (``queries.py``): reads for the admin API and page, metrics and the CLI.
@@ -20,6 +20,7 @@ from sqlalchemy import Engine, text
 from bridge.store.access import AccessStore
 from bridge.store.base import NOTIFY_CHANNEL, unavailable
 from bridge.store.events import Added, EventStore, NewEvent, OneTimeToken, ReplayedToken
+from bridge.store.limits import RateCheck, RateExceeded
 from bridge.store.queries import EventQueries
 from bridge.store.queue import Claim, DeliveryQueue
 from bridge.store.sqlite import WriteLock
@@ -34,6 +35,8 @@ __all__ = [
     "EventStore",
     "NewEvent",
     "OneTimeToken",
+    "RateCheck",
+    "RateExceeded",
     "ReplayedToken",
     "Store",
 ]

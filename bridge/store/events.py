@@ -1,4 +1,5 @@
-"""Events in and back: intake (insert-or-duplicate, one-time tokens, SQLite group commit) and replay.
+"""Events in and back: intake (insert-or-duplicate, one-time tokens, rate counting, SQLite group
+commit) and replay.
 
 Uniqueness of (source, dedupe key) is the database's job (``ON CONFLICT DO NOTHING``); a
 second request with the same key is answered with the first event, also when both race.
@@ -19,6 +20,7 @@ from bridge.db import events, seen_tokens
 from bridge.message import InboundMessage
 from bridge.status import Status
 from bridge.store.base import NOTIFY_CHANNEL, Part, unavailable
+from bridge.store.limits import RateCheck, RateCounters, RateExceeded
 from bridge.store.sqlite import GroupCommit, WriteLock
 
 
@@ -71,6 +73,7 @@ class ReplayedToken(Exception):
 class _Insert:
     new: NewEvent
     token: OneTimeToken | None
+    rate: RateCheck | None
     row: dict[str, Any]
 
 
@@ -101,18 +104,24 @@ class EventStore(Part):
         else:
             self._insert_queued = self._insert_event
         self._next_token_sweep = 0.0
-        self.group = GroupCommit(engine, write_lock, self._write, own_errors=(ReplayedToken,)) if write_lock else None
+        self.rate_counters = RateCounters(self.is_postgres)
+        own_errors = (ReplayedToken, RateExceeded)
+        self.group = GroupCommit(engine, write_lock, self._write, own_errors=own_errors) if write_lock else None
 
     # --- intake ----------------------------------------------------------------------
 
-    def add(self, new: NewEvent, token: OneTimeToken | None = None) -> Added:
+    def add(self, new: NewEvent, token: OneTimeToken | None = None, rate: RateCheck | None = None) -> Added:
         """Insert ``new`` unless its (source, dedupe key) exists; committed when this returns.
 
         With ``token`` (a signature's one-time value, e.g. Mailgun's), the token is recorded in
         the same transaction, and :class:`ReplayedToken` is raised, with nothing stored, when it
         was seen before with another dedupe key or by another source.
+
+        With ``rate``, a new event is counted under its key in the same transaction (as of
+        ``new.received_at``), and :class:`RateExceeded` is raised, with no event stored, when the
+        window is full. A repeat of a stored event is not counted, so it is always answered.
         """
-        insert = _Insert(new, token, _row(new))
+        insert = _Insert(new, token, rate, _row(new))
         with unavailable():
             if self.group is not None:
                 return self.group.submit(insert)
@@ -123,11 +132,19 @@ class EventStore(Part):
         new = insert.new
         if insert.token is not None:
             self._remember(conn, new, insert.token)
+        same_key = {"source": new.source, "dedupe_key": insert.row["dedupe_key"]}
+        if insert.rate is not None:
+            # A repeat of a stored event is answered as one, never counted or refused. A full
+            # window writes nothing more; a one-time token recorded above stays (it was used).
+            stored = conn.execute(self._find_event, same_key).one_or_none()
+            if stored is not None:
+                return Added(stored.id, Status(stored.status), False)
+            self.rate_counters.count(conn, insert.rate, new.received_at)
         statement = self._insert_queued if new.status == Status.QUEUED else self._insert_event
         created = conn.execute(statement, insert.row).scalar()
         if created is not None:
             return Added(created, new.status, True)
-        first = conn.execute(self._find_event, {"source": new.source, "dedupe_key": insert.row["dedupe_key"]}).one()
+        first = conn.execute(self._find_event, same_key).one()
         return Added(first.id, Status(first.status), False)
 
     def _remember(self, conn: Connection, new: NewEvent, token: OneTimeToken) -> None:
@@ -201,7 +218,7 @@ def _row(new: NewEvent) -> dict[str, Any]:
         "request_id": new.request_id,
         "raw_request": new.raw_request or {},
         "raw_body": new.raw_body,
-        "message": message.to_dict(),
+        "message": message.to_stored(),
         "ticket_request": new.ticket_request,
         "last_error": new.last_error,
         "received_at": new.received_at,

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bridge.db import attempts, events
+from bridge.message import expand_stored
 from bridge.status import PENDING, Status
 from bridge.store.base import Part, unavailable
 from bridge.store.pause import Pause, read_pause
@@ -31,7 +32,11 @@ class EventQueries(Part):
         query = select(*SUMMARY_COLUMNS, events.c.ticket_request, events.c.message, events.c.request_id)
         with unavailable(), self.engine.connect() as conn:
             row = conn.execute(query.where(events.c.id == event_id)).mappings().one_or_none()
-            return dict(row) if row else None
+        if row is None:
+            return None
+        event = dict(row)
+        event["message"] = expand_stored(event["message"]) if event["message"] else event["message"]
+        return event
 
     def list_events(
         self,
@@ -64,7 +69,7 @@ class EventQueries(Part):
             return {}
         query = select(events.c.id, events.c.message).where(events.c.id.in_(event_ids))
         with unavailable(), self.engine.connect() as conn:
-            return {row.id: row.message or {} for row in conn.execute(query)}
+            return {row.id: expand_stored(row.message or {}) for row in conn.execute(query)}
 
     def list_attempts(self, event_id: str) -> list[dict[str, Any]]:
         query = select(attempts).where(attempts.c.event_id == event_id).order_by(attempts.c.id)

@@ -1,11 +1,8 @@
 """Delivery paused for every process while SPP refuses the API token: one shared row.
 
-Self-contained: it creates one new table and touches none other, so it can follow any
-revision that leaves ``events`` and ``attempts`` as 0006 does.
-
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-12-05
+Create Date: 2026-12-04
 """
 
 from __future__ import annotations

@@ -58,6 +58,22 @@ def test_duplicate_answers_the_first_event(app: Flask, runtime: Runtime) -> None
     assert len(stored(runtime)) == 1
 
 
+def test_a_duplicate_on_a_source_without_a_secret_tells_nothing_of_the_event(app: Flask, runtime: Runtime) -> None:
+    """Anyone may post to ``open``: a stranger who sends a guessed Idempotency-Key learns no event id
+    and cannot follow the event's status; the sender with a secret (``api``) still gets both."""
+    client = app.test_client()
+    key = {"Idempotency-Key": "order-42"}
+    first = client.post("/hooks/open", json=SAMPLE, headers=key)
+    assert set(first.get_json()) == {"event_id", "status"}
+    guessed = client.post("/hooks/open", json={"subject": "anything"}, headers=key)
+    assert guessed.status_code == 200
+    assert guessed.get_json() == {"duplicate": True}
+    form = {"Accept": "application/json"}
+    assert client.post("/hooks/contact", data=SAMPLE, headers=form).get_json()["status"] == "queued"
+    assert client.post("/hooks/contact", data=SAMPLE, headers=form).get_json() == {"duplicate": True}
+    assert len(stored(runtime)) == 2
+
+
 def test_idempotency_key_is_the_json_dedupe_key(app: Flask, runtime: Runtime) -> None:
     client = app.test_client()
     headers = api_headers(**{"Idempotency-Key": "order-42"})
