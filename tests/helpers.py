@@ -48,6 +48,17 @@ def wait_for(condition: Callable[[], object], timeout: float = 15.0, interval: f
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+def web_is_up(base: str) -> bool:
+    """``GET /healthz`` answers 200. Not yet listening, or a process still loading the app (its
+    listening socket accepts, but nothing answers within the second), is "not up"."""
+    import requests
+
+    try:
+        return requests.get(f"{base}/healthz", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start a bridge command from the project root, output to ``log``."""
     full_env = {"PATH": f"{BIN}:{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1", **env}

@@ -30,7 +30,7 @@ from tests.conftest import (
     api_headers,
     bridge_env,
 )
-from tests.helpers import BIN, ROOT, flask_cmd, free_port, start_process, wait_for
+from tests.helpers import BIN, ROOT, flask_cmd, free_port, start_process, wait_for, web_is_up
 
 pytestmark = pytest.mark.slow
 
@@ -264,7 +264,7 @@ def test_gunicorn_with_embedded_worker_delivers(sqlite_url, env_for, own_sandbox
     web = start_process([str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"], env, log)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _up(base), timeout=30)
+        wait_for(lambda: web_is_up(base), timeout=30)
         body = {"email": "alice@example.com", "subject": "Via gunicorn", "message": "Hi"}
         answer = requests.post(f"{base}/hooks/api", json=body, headers=api_headers(), timeout=5)
         assert answer.status_code == 200
@@ -280,13 +280,6 @@ def test_gunicorn_with_embedded_worker_delivers(sqlite_url, env_for, own_sandbox
     output = log.read_text()
     for secret in (SPP_TOKEN, ADMIN_TOKEN, API_SECRET):
         assert secret not in output
-
-
-def _up(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/healthz", timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 def test_gunicorn_sigterm_hands_back_embedded_delivery(sqlite_url, env_for, own_sandbox, tmp_path) -> None:
@@ -320,7 +313,7 @@ def test_gunicorn_names_each_source_without_a_secret_once(sqlite_url, env_for, t
     log = tmp_path / "web.log"
     web = start_process([str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"], env, log)
     try:
-        wait_for(lambda: _up(f"http://127.0.0.1:{port}"), timeout=30)
+        wait_for(lambda: web_is_up(f"http://127.0.0.1:{port}"), timeout=30)
         wait_for(lambda: log.read_text().count("Booting worker") == 2, timeout=30)
     finally:
         assert stop(web, timeout=15) == 0

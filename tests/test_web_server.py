@@ -30,7 +30,7 @@ from bridge.migrate import upgrade
 from bridge.runtime import Runtime, get_runtime
 from bridge.sandbox import SandboxServer
 from tests.conftest import DEFAULT_SOURCES, bridge_env
-from tests.helpers import BIN, free_port, start_process, wait_for
+from tests.helpers import BIN, free_port, start_process, wait_for, web_is_up
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +92,7 @@ def web(tmp_path_factory: pytest.TempPathFactory, sandbox_server: SandboxServer)
     proc = start_process([str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"], env, log)
     web = Web(port, log, runtime)
     try:
-        wait_for(lambda: log.read_text().count("Booting worker") == 2 and _up(web), timeout=30)
+        wait_for(lambda: log.read_text().count("Booting worker") == 2 and web_is_up(web.base), timeout=30)
         yield web
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -102,13 +102,6 @@ def web(tmp_path_factory: pytest.TempPathFactory, sandbox_server: SandboxServer)
             proc.kill()
             proc.wait(timeout=10)
         runtime.store.engine.dispose()
-
-
-def _up(web: Web) -> bool:
-    try:
-        return requests.get(f"{web.base}/healthz", timeout=1).status_code == 200
-    except requests.RequestException:  # not listening yet, or a process still loading the app
-        return False
 
 
 class Answers:
