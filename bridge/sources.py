@@ -13,46 +13,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import yaml
-from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
+from bridge.config_file import expand_variables, read_yaml
 from bridge.errors import ConfigError
 from bridge.spp_schema import StrictInteger
+from bridge.ticket_templates import TICKET_KEYS, compile_ticket
 
 log = logging.getLogger("bridge.sources")
 
-TICKET_KEYS = ("user_id", "subject", "note", "tags", "employees", "status", "order", "metadata")
-LIST_KEYS = ("tags", "employees")
-INTEGER_KEYS = ("user_id", "status", "employees")  # employees: each item
 FIELD_KEYS = ("email_field", "name_field", "subject_field", "body_field")
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-# What a rendered integer key may be: ASCII digits only, and few enough that int() never hits
-# Python's 4300-digit limit (a ValueError that would escape the mapping); longer is no SPP id anyway.
-INTEGER_TEXT = re.compile(r"^\s*-?[0-9]{1,18}\s*$")
 # bridge/log.py redacts only secrets at least this long, so a shorter one could reach the logs
 MIN_SECRET_LENGTH = 4
 # ``rate_limit: <n>/second|minute|hour`` (docs/behaviour.md section 3)
 RATE_LIMIT = re.compile(r"^\s*([0-9]{1,9})\s*/\s*(second|minute|hour)\s*$")
 PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
-
-
-def _finalize(value: Any) -> Any:
-    """Render a list of plain values (a dropdown or checkbox answer) as ``a, b``, not ``['a', 'b']``.
-
-    Jinja calls this on the value of every ``{{ }}`` expression; a filter such as
-    ``join(' / ')`` has already turned the list into text by then.
-    """
-    if isinstance(value, list | tuple) and all(isinstance(item, str | int | float) for item in value):
-        return ", ".join(str(item) for item in value)
-    return value
-
-
-# Sender-controlled values reach templates only as data: the immutable sandbox refuses
-# attribute tricks and mutation, and nothing in the context can read files or the network.
-template_env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False, finalize=_finalize)
 
 
 class KindInfo(Protocol):
@@ -183,10 +159,10 @@ def load_sources(
 ) -> SourcesConfig:
     """Load and check the file; ``max_body_bytes`` is BRIDGE_MAX_BODY_BYTES, which no source may exceed."""
     env = os.environ if env is None else env
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must be a mapping with a 'sources' key")
-    data = _expand(raw, env, path, ())
+    data = expand_variables(raw, env, path)
     top = _load(_FileSchema(), data, path, ())
     sources = {name: _source(path, name, spec, kinds, max_body_bytes) for name, spec in top["sources"].items()}
     return SourcesConfig(
@@ -195,111 +171,6 @@ def load_sources(
         clients=_normalize_clients(top.get("clients") or {}),
         default_user_id=top.get("defaults", {}).get("user_id"),
     )
-
-
-class _RepeatedKey(Exception):
-    def __init__(self, where: str, first_line: int, second_line: int) -> None:
-        lines = f"on line {first_line}" if first_line == second_line else f"(lines {first_line} and {second_line})"
-        super().__init__(f"{where}: written twice {lines}; only the last would count")
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses a key written twice in one mapping, at any level.
-
-    PyYAML keeps the last value without a word, so a source pasted twice under one name, or a
-    ``ticket`` given twice, would silently replace the first. Keys brought in by a ``<<`` merge
-    may still be overridden: that is what a merge is for.
-    """
-
-    def construct_document(self, node: yaml.Node) -> Any:
-        self._root = node
-        return super().construct_document(node)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, yaml.Node] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                first = seen.setdefault(key, key_node)
-            except TypeError:
-                continue  # an unhashable key: SafeLoader refuses it with its own message
-            if first is not key_node:
-                where = ".".join((*_node_path(self._root, node), str(key)))
-                raise _RepeatedKey(where, first.start_mark.line + 1, key_node.start_mark.line + 1)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _node_path(root: yaml.Node, target: yaml.Node) -> tuple[str, ...]:
-    """The keys (and list indexes) leading from ``root`` to ``target``, for the error message."""
-    stack: list[tuple[yaml.Node, tuple[str, ...]]] = [(root, ())]
-    visited: set[int] = set()
-    while stack:
-        node, path = stack.pop()
-        if node is target:
-            return path
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            stack.extend((value, (*path, str(key.value))) for key, value in node.value)
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend((item, (*path, str(index))) for index, item in enumerate(node.value))
-    return ()
-
-
-def _read_yaml(path: str) -> Any:
-    text = _read_text(path)
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
-    except _RepeatedKey as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    except yaml.reader.ReaderError as exc:  # a control character; its str() spans two lines
-        line = text[: exc.position].count("\n") + 1
-        raise ConfigError(f"{path}: line {line} invalid YAML (character #x{exc.character:04x}: {exc.reason})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-        raise ConfigError(f"{path}:{where} invalid YAML ({problem})") from None
-
-
-def _read_text(path: str) -> str:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: line {line} not UTF-8 text") from None
-
-
-def _expand(value: Any, env: Mapping[str, str], path: str, where: tuple[str, ...]) -> Any:
-    """Replace ``${VAR}`` (or ``${VAR:-default}``) in every string value.
-
-    As in the shell, an empty variable counts as unset: ``secret: ${TOKEN}`` with an
-    empty TOKEN must stop start-up, not switch the secret check off.
-    """
-    if isinstance(value, dict):
-        return {k: _expand(v, env, path, (*where, str(k))) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v, env, path, (*where, str(i))) for i, v in enumerate(value)]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if env.get(name):
-            return env[name]
-        if default is not None:
-            return default
-        raise ConfigError(f"{path}: {'.'.join(where)}: environment variable {name} is not set or empty")
-
-    return _VAR.sub(substitute, value)
 
 
 def _load(schema: Schema, data: Any, path: str, where: tuple[str, ...]) -> dict[str, Any]:
@@ -353,7 +224,7 @@ def _source(path: str, name: str, spec: Any, kinds: Mapping[str, KindInfo], max_
         secret=loaded.get("secret") or None,
         redirect=loaded.get("redirect"),
         clients=_normalize_clients(clients) if clients is not None else None,
-        ticket=_compile_ticket(path, name, loaded.get("ticket") or {}),
+        ticket=compile_ticket(path, name, loaded.get("ticket") or {}),
         options=options,
         max_body_bytes=_max_body_bytes(f"{path}: sources.{name}.max_body_bytes", spec, max_body_bytes),
         rate_limit=_rate_limit(f"{path}: sources.{name}.rate_limit", spec),
@@ -418,53 +289,3 @@ def _check_secret(where: str, kind_name: str, kind: KindInfo, secret: str | None
 
 def _normalize_clients(clients: Mapping[str, int]) -> dict[str, int]:
     return {address.strip().lower(): user_id for address, user_id in clients.items()}
-
-
-def _compile_ticket(path: str, source: str, ticket: dict[str, Any]) -> dict[str, Any]:
-    return {key: _compile_entry(key, value, f"{path}: sources.{source}.ticket.{key}") for key, value in ticket.items()}
-
-
-def _compile_entry(key: str, value: Any, where: str) -> Any:
-    if key in LIST_KEYS:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: must be a list")
-        return [_compile_value(key, v, f"{where}.{i}") for i, v in enumerate(value)]
-    if key == "metadata":
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: must be a mapping of names to values")
-        return {str(k): _compile_value(key, v, f"{where}.{k}") for k, v in value.items()}
-    return _compile_value(key, value, where)
-
-
-def _compile_value(key: str, value: Any, where: str) -> Any:
-    """One template or literal; a literal that could never make a valid request is refused now, not per event."""
-    if isinstance(value, str):
-        template = _compile_template(value, where)
-        if key in INTEGER_KEYS and _is_plain_text(value):
-            text = template.render()
-            if text.strip() and not INTEGER_TEXT.match(text):
-                raise ConfigError(f"{where}: must be a whole number or a template, got {text!r}")
-        return template
-    if isinstance(value, (list, dict)):
-        raise ConfigError(f"{where}: must be a single value")
-    if key in INTEGER_KEYS and not (value is None or (isinstance(value, int) and not isinstance(value, bool))):
-        raise ConfigError(f"{where}: must be a whole number or a template, got {value!r}")
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    raise ConfigError(f"{where}: unsupported value {value!r}")
-
-
-def _is_plain_text(text: str) -> bool:
-    """Whether ``text`` holds no ``{{ }}`` or ``{% %}``, so renders the same for every event."""
-    return all(
-        isinstance(node, nodes.Output) and all(isinstance(part, nodes.TemplateData) for part in node.nodes)
-        for node in template_env.parse(text).body
-    )
-
-
-def _compile_template(text: str, where: str) -> Template:
-    try:
-        return template_env.from_string(text)
-    except TemplateSyntaxError as exc:
-        problem = " ".join(str(exc.message).split())
-        raise ConfigError(f"{where}: template error on line {exc.lineno}: {problem}") from None

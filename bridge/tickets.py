@@ -14,8 +14,9 @@ from jinja2 import Template
 
 from bridge.errors import MappingFailed
 from bridge.message import Attachment, InboundMessage
-from bridge.sources import INTEGER_TEXT, Source, SourcesConfig
+from bridge.sources import Source, SourcesConfig
 from bridge.spp_schema import validate_ticket_request
+from bridge.ticket_templates import INTEGER_TEXT
 
 # The longest note sent to SPP, in bytes of UTF-8. A ticket is read by people: a longer message
 # (a 10 MiB form field) is cut here, and its last line says where the whole of it is kept.
