@@ -13,16 +13,20 @@ created, a dropped connection, a 201 without an id).
 from __future__ import annotations
 
 from bridge.sandbox.app import create_sandbox_app
-from bridge.sandbox.faults import Step, parse_step
+from bridge.sandbox.faults import ENDPOINTS, Step, parse_step
 from bridge.sandbox.server import PortUnavailable, SandboxServer, ensure_port_free, serve
-from bridge.sandbox.state import Sandbox, clock_ticket_id
+from bridge.sandbox.state import EmailTaken, Sandbox, StoredFile, StoredMessage, clock_ticket_id
 from bridge.sandbox.validation import validate_ticket_request
 
 __all__ = [
+    "ENDPOINTS",
+    "EmailTaken",
     "PortUnavailable",
     "Sandbox",
     "SandboxServer",
     "Step",
+    "StoredFile",
+    "StoredMessage",
     "clock_ticket_id",
     "create_sandbox_app",
     "ensure_port_free",
