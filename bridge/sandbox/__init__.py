@@ -1,13 +1,14 @@
-"""An in-memory simulator of the SPP "Create a ticket" API (``POST /api/tickets``).
+"""An in-memory simulator of the parts of SPP's API the bridge uses (docs/spp-api.md).
 
-``make run``, the tests and the benchmarks talk to it instead of a real SPP workspace.
-It checks every request against SPP's API reference with its own rules and
-deliberately imports nothing from the rest of :mod:`bridge`: it exists
-to catch bugs in our StoreTicketRequest schema, so it must not share that schema.
+Tickets (create, read), a ticket's messages (post as JSON or multipart with files, list) and
+clients (look up by email, create). ``make run``, the tests and the benchmarks talk to it
+instead of a real SPP workspace. It checks every request against SPP's API reference with its
+own rules and deliberately imports nothing from the rest of :mod:`bridge`: it exists to catch
+bugs in our StoreTicketRequest schema and client, so it must not share them.
 
-It can also misbehave on purpose: fixed latency, random 503s (``fail_rate``) and a
-script of answers (statuses with ``Retry-After``, a slow answer after the ticket was
-created, a dropped connection, a 201 without an id).
+It can also misbehave on purpose, per endpoint: fixed latency, random 503s (``fail_rate``) and
+scripts of answers (statuses with ``Retry-After``, a slow answer after the request took effect,
+a dropped connection, a 2xx without an id).
 """
 
 from __future__ import annotations
