@@ -1,4 +1,4 @@
-"""bridge/spp_schema.py: StoreTicketRequest as SPP documents it (spp-api/create-ticket.md)."""
+"""bridge/spp_schema.py: StoreTicketRequest as SPP documents it (docs/spp-api.md)."""
 
 from __future__ import annotations
 
