@@ -324,12 +324,9 @@ class BufferingThreadWorker(ThreadWorker):
             self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
 
     def _on_readable(self, conn: BufferedConn, _sock: socket.socket) -> None:
-        try:
-            data = conn.sock.recv(RECV_BYTES)
-        except (BlockingIOError, InterruptedError):
+        data = _receive(conn.sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if data:
             self._take(conn, data)
         else:
@@ -469,12 +466,9 @@ class BufferingThreadWorker(ThreadWorker):
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_lingering_readable, conn))
 
     def _on_lingering_readable(self, conn: BufferedConn, _sock: socket.socket) -> None:
-        try:
-            data = conn.sock.recv(RECV_BYTES)
-        except (BlockingIOError, InterruptedError):
+        data = _receive(conn.sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self._end_linger(conn)
 
@@ -489,3 +483,14 @@ def _send_quietly(sock: socket.socket, data: bytes) -> None:
     """As much of ``data`` as the socket takes now: an answer to a client that may be gone."""
     with contextlib.suppress(OSError):
         sock.send(data)
+
+
+def _receive(sock: socket.socket) -> bytes | None:
+    """What a non-blocking socket holds now: bytes, ``b""`` at the end of the stream (or when the
+    connection broke), None when nothing has arrived yet."""
+    try:
+        return sock.recv(RECV_BYTES)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""

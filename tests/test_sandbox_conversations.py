@@ -7,7 +7,6 @@ where a test needs a part that ``requests`` would not send (``filename*``, no co
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,27 +18,22 @@ import requests
 
 from bridge.sandbox import Sandbox, SandboxServer
 from bridge.sandbox.state import FIRST_CLIENT_ID, FIRST_MESSAGE_ID
+from tests.conversations import KNOWN, PDF, UMLAUT_NAME, fresh, serve_with_known_client
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json"}
 TICKET = {"user_id": 42, "subject": "Invoice question", "note": "from the bridge", "tags": ["email"]}
-KNOWN = {"id": 42, "email": "Known.Client@Example.com", "name_f": "Kim", "name_l": "Known", "company": "Known Ltd"}
-PDF = b"%PDF-1.7\n" + os.urandom(5 * 1024 * 1024) + b"\n%%EOF\n"
-UMLAUT_NAME = "Überweisung März.pdf"
 MISSING = "<missing>"
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[SandboxServer]:
-    with SandboxServer(Sandbox(token=TOKEN, clients=[KNOWN])) as running:
-        yield running
+    yield from serve_with_known_client(TOKEN)
 
 
 @pytest.fixture
 def sandbox(server: SandboxServer) -> Sandbox:
-    server.sandbox.reset()
-    server.sandbox.ignore_client_filter = False
-    return server.sandbox
+    return fresh(server)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ point (the multipart parts, the query). ``requests`` is never mocked.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,25 +18,20 @@ from bridge.sandbox import Sandbox, SandboxServer
 from bridge.sandbox.state import FIRST_CLIENT_ID, FIRST_MESSAGE_ID
 from bridge.spp_client import USER_AGENT, FileUpload, SppClient
 from tests.conftest import SPP_TOKEN
+from tests.conversations import KNOWN, PDF, UMLAUT_NAME, fresh, serve_with_known_client
 
 API_VERSION = "2024-03-05"
-KNOWN = {"id": 42, "email": "Known.Client@Example.com", "name_f": "Kim", "name_l": "Known"}
 TICKET = {"user_id": 42, "subject": "Invoice question"}
-PDF = b"%PDF-1.7\n" + os.urandom(5 * 1024 * 1024) + b"\n%%EOF\n"
-UMLAUT_NAME = "Überweisung März.pdf"
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[SandboxServer]:
-    with SandboxServer(Sandbox(token=SPP_TOKEN, clients=[KNOWN])) as running:
-        yield running
+    yield from serve_with_known_client(SPP_TOKEN)
 
 
 @pytest.fixture
 def sandbox(server: SandboxServer) -> Sandbox:
-    server.sandbox.reset()
-    server.sandbox.ignore_client_filter = False
-    return server.sandbox
+    return fresh(server)
 
 
 @pytest.fixture
