@@ -54,14 +54,29 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 
 
 def scrub_data(value: Any, secrets: list[str]) -> Any:
-    """``scrub`` every string inside nested dicts and lists."""
-    if isinstance(value, str):
-        return scrub(value, secrets)
-    if isinstance(value, dict):
-        return {k: scrub_data(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [scrub_data(v, secrets) for v in value]
-    return value
+    """A copy of ``value`` with ``scrub`` applied to every string inside nested dicts and lists,
+    keys included (a sender may echo the secret as a key as well as a value).
+
+    Iterative, not recursive: a sender's JSON may nest as deeply as the JSON parser accepts,
+    which at this depth of a request is more than Python's recursion limit leaves room for.
+    """
+    if not isinstance(value, (dict, list)):
+        return scrub(value, secrets) if isinstance(value, str) else value
+    copy: dict[Any, Any] | list[Any] = {} if isinstance(value, dict) else []
+    pending: list[tuple[dict[Any, Any] | list[Any], dict[Any, Any] | list[Any]]] = [(value, copy)]
+    while pending:
+        source, target = pending.pop()
+        for key, item in source.items() if isinstance(source, dict) else enumerate(source):
+            if isinstance(item, (dict, list)):
+                scrubbed: Any = {} if isinstance(item, dict) else []
+                pending.append((item, scrubbed))  # filled in later, in place
+            else:
+                scrubbed = scrub(item, secrets) if isinstance(item, str) else item
+            if isinstance(target, dict):
+                target[scrub(key, secrets) if isinstance(key, str) else key] = scrubbed
+            else:
+                target.append(scrubbed)
+    return copy
 
 
 def _current_request_id() -> str:

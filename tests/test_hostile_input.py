@@ -1,16 +1,24 @@
-"""A corpus of malformed requests for every kind: each answer is a documented 4xx, never a 500.
+"""A corpus of malformed requests for every kind: each answer is a documented 4xx or a 200
+within a second, never a 500.
 
 Every case goes to ``/hooks/<source>`` (where the signature check answers first for most
 kinds) and to ``/api/preview/<source>``, which skips the signature and so drives the parser
-itself. The process must still answer ``/healthz`` afterwards.
+itself. The process must still answer ``/healthz`` afterwards. The email kinds also get a
+corpus of pathological mail in their own framings (tests/providers/test_hostile_email.py).
 """
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 from flask import Flask
 
+from bridge.log import REDACTED, scrub_data
+from bridge.message import InboundMessage
 from bridge.providers import PROVIDERS
+from bridge.providers.base import MAX_JSON_DEPTH
 from tests.conftest import admin_headers
 from tests.providers.helpers import every_kind_sources
 
@@ -43,6 +51,31 @@ CASES = {
         "message/rfc822",
     ),
     "nan in json": (b'{"subject": NaN, "x": Infinity}', "application/json"),
+    # deeper than scrubbing the sender's secret out of the fields could recurse (from 491 levels)
+    "nesting 491 deep": (b'{"a":' * 491 + b'"x"' + b"}" * 491, "application/json"),
+    "nesting 700 deep in a list": (b'{"a":' + b"[" * 700 + b"1" + b"]" * 700 + b"}", "application/json"),
+    # parsed by json.loads, but storing it would recurse past Python's limit
+    "nesting 935 deep": (b'{"a":' * 935 + b"1" + b"}" * 935, "application/json"),
+    "nested json in form fields": (
+        b"message-headers=%5B%5B%22a%22%2C"
+        + b"%5B" * 900
+        + b"%5D" * 900
+        + b"%5D%5D&envelope="
+        + b"%7B%22a%22%3A" * 900,
+        "application/x-www-form-urlencoded",
+    ),
+    "nested json in multipart fields": (
+        b'--b\r\nContent-Disposition: form-data; name="email"\r\n\r\nFrom: a@example.com\r\n\r\nhi\r\n'
+        + b'--b\r\nContent-Disposition: form-data; name="envelope"\r\n\r\n'
+        + b'{"a":' * 900
+        + b"1"
+        + b"}" * 900
+        + b"\r\n--b--\r\n",
+        "multipart/form-data; boundary=b",
+    ),
+    # address parsers recurse once per nested comment
+    "deep parentheses in From": (b"From: " + b"(" * 487 + b"a@example.com\r\n\r\nHello\r\n", "message/rfc822"),
+    "quadratic To": (b"From: a@example.com\r\nTo: " + b'"a",' * 50_000 + b"\r\n\r\nHello\r\n", "message/rfc822"),
 }
 DOCUMENTED_4XX = {400, 401, 413, 415, 422} | {provider.reject_status for provider in PROVIDERS.values()}
 
@@ -58,9 +91,12 @@ def test_malformed_requests_get_documented_answers(hostile_app: Flask, case: str
     client = hostile_app.test_client()
     for kind in KINDS:
         for path, headers in ((f"/hooks/{kind}", {}), (f"/api/preview/{kind}", admin_headers())):
+            started = time.perf_counter()
             response = client.post(path, data=body, headers={**headers, "Content-Type": content_type})
+            elapsed = time.perf_counter() - started
             where = f"{case} -> {path}: {response.status_code} {response.get_data(as_text=True)[:200]}"
             assert response.status_code in DOCUMENTED_4XX or response.status_code == 200, where
+            assert elapsed < 1.0, f"{where} took {elapsed:.2f} s"
             if response.status_code != 200:
                 assert set(response.get_json()) >= {"error", "message"}, where
     assert client.get("/healthz").status_code == 200
@@ -82,3 +118,62 @@ def test_header_injection_is_not_echoed(hostile_app: Flask) -> None:
         response = client.post("/hooks/json", json={}, headers={"X-Request-ID": hostile})
         assert response.headers["X-Request-ID"] != hostile
         assert "Set-Cookie" not in response.headers
+
+
+def test_a_secret_deep_inside_the_json_is_scrubbed_and_stored(hostile_app: Flask) -> None:
+    secret = PROVIDERS["json"].example_secret
+    depth = MAX_JSON_DEPTH - 1
+    body = '{"email": "a@example.com", "deep": ' + '{"a":' * depth + json.dumps(secret) + "}" * depth + "}"
+    client = hostile_app.test_client()
+    response = client.post(
+        "/hooks/json", data=body, headers={"Content-Type": "application/json", "X-Bridge-Token": secret}
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    event = client.get(f"/api/events/{response.get_json()['event_id']}", headers=admin_headers()).get_data(as_text=True)
+    assert secret not in event and REDACTED in event
+    too_deep = body.replace('{"a":', '{"a": {"a":', 1).replace("}", "}}", 1)
+    response = client.post(
+        "/hooks/json", data=too_deep, headers={"Content-Type": "application/json", "X-Bridge-Token": secret}
+    )
+    assert (response.status_code, response.get_json()["error"]) == (400, "bad_payload")
+    assert f"nested deeper than {MAX_JSON_DEPTH} levels" in response.get_json()["message"]
+
+
+def test_scrub_data_walks_any_depth_without_recursion() -> None:
+    secret = "s3cret-value"
+    deep: object = {"key " + secret: ["a " + secret, 1, None]}
+    for level in range(20_000):
+        deep = {"d": deep} if level % 2 else [deep, secret]
+    scrubbed = scrub_data(deep, [secret])
+    text = repr(_flatten(scrubbed))
+    assert secret not in text and text.count(REDACTED) == 10_000 + 2
+    message = InboundMessage(dedupe_key="k", fields={"deep": deep, "plain": secret})
+    assert message.scrubbed([secret]).fields["plain"] == REDACTED
+
+
+def test_scrub_data_copies_ordinary_data_exactly() -> None:
+    data = {"b": [1, "x-s3cret", {"c": None, "d": [True, 2.5]}], "a": "s3cret", "e": {}, "f": []}
+    assert scrub_data(data, ["s3cret"]) == {
+        "b": [1, "x-[REDACTED]", {"c": None, "d": [True, 2.5]}],
+        "a": "[REDACTED]",
+        "e": {},
+        "f": [],
+    }
+    assert list(scrub_data(data, ["s3cret"])) == ["b", "a", "e", "f"]
+    assert scrub_data("a s3cret", ["s3cret"]) == "a [REDACTED]" and scrub_data(7, ["s3cret"]) == 7
+
+
+def _flatten(value: object) -> list[object]:
+    """Every key and leaf of nested dicts and lists, without recursion (repr would recurse)."""
+    found: list[object] = []
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            found.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        else:
+            found.append(item)
+    return found

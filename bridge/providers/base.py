@@ -89,6 +89,8 @@ class Provider:
         """The body as a JSON object: 400 when it is not JSON, this kind's reject answer when not an object."""
         try:
             data = strict_json(request.get_data(cache=True))
+        except JsonTooDeep as exc:
+            raise BadPayload(f"the body is JSON {exc}") from None
         except (ValueError, RecursionError):
             raise BadPayload("the body is not valid JSON") from None
         if not isinstance(data, dict):
@@ -157,12 +159,43 @@ def bounded_key(prefix: str, value: str) -> str:
     return f"{prefix}sha256:{hashlib.sha256(value.encode('utf-8', 'surrogatepass')).hexdigest()}"
 
 
-def strict_json(raw: str | bytes) -> Any:
-    """``json.loads`` that also refuses NaN and Infinity (PostgreSQL's JSON cannot store them).
+MAX_JSON_DEPTH = 512  # deeper JSON is refused (docs/providers.md, "Limits on what is read of a message")
 
-    Raises ValueError (or RecursionError for absurd nesting) like ``json.loads``.
+
+class JsonTooDeep(ValueError):
+    """JSON nested deeper than MAX_JSON_DEPTH."""
+
+
+def strict_json(raw: str | bytes) -> Any:
+    """``json.loads`` that also refuses NaN and Infinity (PostgreSQL's JSON cannot store them),
+    and nesting deeper than MAX_JSON_DEPTH: the parser accepts about 940 levels, but storing the
+    value (``json.dumps``, from deeper in the call stack) would then recurse past Python's limit.
+
+    Raises ValueError (JsonTooDeep for nesting; RecursionError for absurd nesting) like ``json.loads``.
     """
-    return json.loads(raw, parse_constant=_refuse_constant)
+    data = json.loads(raw, parse_constant=_refuse_constant)
+    if _nested_deeper_than(MAX_JSON_DEPTH, data, raw):
+        raise JsonTooDeep(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+def _nested_deeper_than(limit: int, data: Any, raw: str | bytes) -> bool:
+    """Whether ``data`` (parsed from ``raw``) nests deeper than ``limit``, level by level, without
+    recursion; a text with no more brackets than ``limit`` cannot, and is not walked."""
+    brackets = raw.count("[") + raw.count("{") if isinstance(raw, str) else raw.count(b"[") + raw.count(b"{")
+    if brackets <= limit:
+        return False
+    level = [data] if isinstance(data, (dict, list)) else []
+    for _ in range(limit):
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, (dict, list))
+        ]
+        if not level:
+            return False
+    return True
 
 
 def _refuse_constant(name: str) -> Any:

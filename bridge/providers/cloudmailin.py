@@ -21,6 +21,8 @@ from werkzeug import Request
 from bridge.message import Attachment, InboundMessage
 from bridge.providers.base import BasicAuth, Provider
 from bridge.providers.mime import (
+    MAX_ATTACHMENTS,
+    MAX_HEADERS,
     ParsedEmail,
     auto_reply_reason,
     base64_size,
@@ -28,23 +30,27 @@ from bridge.providers.mime import (
     decode_words,
     email_message,
     html_to_text,
+    kept_headers,
+    more_attachments,
     sender,
 )
 from bridge.sources import Source
 
-MAX_ATTACHMENTS = 1000
-
 
 class HeaderValues(fields.Field):
-    """A header object: each value a string, or a list of strings for a repeated header."""
+    """A header object: each value a string, or a list of strings for a repeated header.
+
+    Within the limits of a parsed message: the first MAX_HEADERS names (then the ones the bridge
+    reads), and of a repeated header its first MAX_HEADERS values."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, str | list[str]]:
         if not isinstance(value, dict):
             raise ValidationError("must be an object of header names to values")
         result: dict[str, str | list[str]] = {}
-        for name, item in value.items():
+        # CloudMailin's names are underscored (message_id): kept_headers compares them as mail names
+        for name, item in kept_headers(value.items(), lambda pair: str(pair[0]).replace("_", "-")):
             if isinstance(item, list):
-                result[str(name)] = [str(v) for v in item if isinstance(v, (str, int, float))]
+                result[str(name)] = [str(v) for v in item[:MAX_HEADERS] if isinstance(v, (str, int, float))]
             elif isinstance(item, (str, int, float)) and not isinstance(item, bool):
                 result[str(name)] = str(item)
         return result
@@ -100,8 +106,13 @@ class CloudMailinProvider(BasicAuth, Provider):
 
     def parse(self, request: Request, source: Source) -> InboundMessage:
         data = self.json_object(request)
+        posted_attachments = data.get("attachments")
+        unlisted: list[Any] = []
+        if isinstance(posted_attachments, list):  # cut before the schema loads them: 50,000 take seconds
+            unlisted = posted_attachments[MAX_ATTACHMENTS:]
+            data = {**data, "attachments": posted_attachments[:MAX_ATTACHMENTS]}
         posted = self.load(NormalizedSchema, data)
-        email = normalized_email(posted)
+        email = normalized_email(posted, unlisted)
         return email_message(
             email,
             fields=template_fields(data),
@@ -110,7 +121,8 @@ class CloudMailinProvider(BasicAuth, Provider):
         )
 
 
-def normalized_email(posted: dict[str, Any]) -> ParsedEmail:
+def normalized_email(posted: dict[str, Any], unlisted: list[Any] | None = None) -> ParsedEmail:
+    """The message of a loaded post; ``unlisted``: the attachments past MAX_ATTACHMENTS, as posted."""
     headers = mail_headers(posted["headers"])
     name, address = sender(headers.get("from", ""))
     if not address:
@@ -125,7 +137,8 @@ def normalized_email(posted: dict[str, Any]) -> ParsedEmail:
         html=html,
         message_id=clean_message_id(headers.get("message-id")),
         headers=headers,
-        attachments=[attachment(a) for a in (posted["attachments"] or [])[:MAX_ATTACHMENTS]],
+        attachments=[attachment(a) for a in posted["attachments"] or []]
+        + ([more_attachments(len(unlisted), sum(map(_unlisted_size, unlisted)))] if unlisted else []),
     )
 
 
@@ -148,6 +161,16 @@ def attachment(posted: dict[str, Any]) -> Attachment:
         content_type=posted["content_type"] or "application/octet-stream",
         size=size,
     )
+
+
+def _unlisted_size(posted: Any) -> int:
+    """An attachment past the limit, as posted (not loaded): its size, else its content's."""
+    if not isinstance(posted, dict):
+        return 0
+    size = posted.get("size")
+    if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+        return size
+    return base64_size(posted["content"]) if isinstance(posted.get("content"), str) else 0
 
 
 def template_fields(data: dict[str, Any]) -> dict[str, Any]:

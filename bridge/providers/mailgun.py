@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import json
 import re
 import time
 from collections.abc import Iterator
@@ -36,16 +35,19 @@ from bridge.providers.base import (
     body_hash,
     bounded_key,
     schema_instance,
+    strict_json,
     upload_size,
 )
 from bridge.providers.mime import (
     ParsedEmail,
     auto_reply_reason,
+    capped,
     clean_message_id,
     decode_words,
     email_message,
     header_dict,
     html_to_text,
+    kept_headers,
     parse_rfc822,
     sender,
 )
@@ -78,12 +80,13 @@ class HeaderPairs(fields.Field):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[tuple[str, str]]:
         try:
-            pairs = json.loads(value) if isinstance(value, str) and value else []
+            pairs = strict_json(value) if isinstance(value, str) and value else []
         except (ValueError, RecursionError):
             return []
         if not isinstance(pairs, list):
             return []
-        return [(str(p[0]), str(p[1])) for p in pairs if isinstance(p, list) and len(p) == 2]
+        pairs = [p for p in pairs if isinstance(p, list) and len(p) == 2]
+        return [(str(p[0]), str(p[1])) for p in kept_headers(pairs, lambda p: p[0])]
 
 
 class ForwardSchema(LenientSchema):
@@ -207,7 +210,7 @@ def parsed_email(request: Request, posted: dict[str, Any]) -> ParsedEmail:
         html=html,
         message_id=clean_message_id(header_field(request.form, "message-id") or headers.get("message-id")),
         headers=headers,
-        attachments=list(uploaded_attachments(request)),
+        attachments=capped(list(uploaded_attachments(request))),
     )
 
 

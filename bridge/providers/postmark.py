@@ -105,10 +105,12 @@ class PostmarkProvider(BasicAuth, Provider):
                 "point only the inbound stream's webhook at this URL",
                 status=self.reject_status,
             )
+        data, unlisted = _within_limits(data)
         post = self.load(PostmarkInboundSchema, data)
         headers = mime.header_dict((h["Name"], h["Value"] or "") for h in post["Headers"] or [])
         name, address = _sender(post)
         attachments = [_attachment(a) for a in post["Attachments"] or []]
+        more = [mime.more_attachments(len(unlisted), sum(map(_unlisted_size, unlisted)))] if unlisted else []
         text, html = (post["TextBody"] or "").strip(), post["HtmlBody"] or None
         email = mime.ParsedEmail(
             from_name=name,
@@ -118,7 +120,7 @@ class PostmarkProvider(BasicAuth, Provider):
             html=html,
             message_id=mime.clean_message_id(headers.get("message-id")) or post["MessageID"].strip(),
             headers=headers,
-            attachments=attachments,
+            attachments=attachments + more,
         )
         return mime.email_message(
             email,
@@ -128,6 +130,33 @@ class PostmarkProvider(BasicAuth, Provider):
             refuse=_refusal,
             dedupe_key=bounded_key("postmark:", post["MessageID"].strip()),
         )
+
+
+def _within_limits(data: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+    """The post with its lists cut to what the bridge reads (docs/providers.md, "Limits on what is
+    read of a message") before the schema loads them, which for 50,000 attachments takes seconds;
+    and the attachments past MAX_ATTACHMENTS, to be counted."""
+    bounded, unlisted = dict(data), []
+    if isinstance(data.get("Headers"), list):
+        bounded["Headers"] = mime.kept_headers(data["Headers"], lambda h: h.get("Name") if isinstance(h, dict) else "")
+    for key in ("ToFull", "CcFull", "BccFull"):
+        if isinstance(data.get(key), list):
+            bounded[key] = data[key][: mime.MAX_ADDRESSES]
+    posted = data.get("Attachments")
+    if isinstance(posted, list):
+        bounded["Attachments"], unlisted = posted[: mime.MAX_ATTACHMENTS], posted[mime.MAX_ATTACHMENTS :]
+    return bounded, unlisted
+
+
+def _unlisted_size(posted: Any) -> int:
+    """An attachment past the limit, as posted (not loaded): its ContentLength, else its content's size."""
+    if not isinstance(posted, dict):
+        return 0
+    size = posted.get("ContentLength")
+    if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+        return size
+    content = posted.get("Content") or posted.get("Data")
+    return mime.base64_size(content) if isinstance(content, str) else 0
 
 
 def _refusal(email: mime.ParsedEmail, discard_reason: str | None) -> str | None:

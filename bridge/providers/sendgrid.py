@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import json
 import logging
 import re
 import time
@@ -33,10 +32,11 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 
 from bridge.errors import BadPayload, Unauthorized
 from bridge.message import Attachment, InboundMessage
-from bridge.providers.base import BasicAuth, Provider
+from bridge.providers.base import BasicAuth, Provider, strict_json
 from bridge.providers.mime import (
     ParsedEmail,
     auto_reply_reason,
+    capped,
     decode_bytes,
     decode_words,
     email_message,
@@ -84,7 +84,7 @@ class JsonObject(fields.Field):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, Any]:
         try:
-            loaded = json.loads(value) if isinstance(value, str) else None
+            loaded = strict_json(value) if isinstance(value, str) else None
         except (ValueError, RecursionError):
             loaded = None
         if not isinstance(loaded, dict):
@@ -275,7 +275,8 @@ def parsed_email(header_block: bytes, values: dict[str, str], files: list[Attach
 
 
 def attachments(parts: list[Part], info: dict[str, Any]) -> list[Attachment]:
-    """Files ``attachment1..N`` in order, named and typed by ``attachment-info`` where it says."""
+    """Files ``attachment1..N`` in order, named and typed by ``attachment-info`` where it says;
+    past MAX_ATTACHMENTS, counted in one entry."""
     numbered = [(int(m.group(1)), p) for p in parts if p.filename is not None and (m := _ATTACHMENT.match(p.name))]
     found = []
     for _, part in sorted(numbered, key=lambda pair: pair[0]):
@@ -283,7 +284,7 @@ def attachments(parts: list[Part], info: dict[str, Any]) -> list[Attachment]:
         name = meta.get("filename") or meta.get("name") or part.filename or "unnamed"
         content_type = meta.get("type") or part.content_type or "application/octet-stream"
         found.append(Attachment(name=decode_words(str(name)), content_type=str(content_type), size=len(part.data)))
-    return found
+    return capped(found)
 
 
 # --- what both modes share -------------------------------------------------------------------
