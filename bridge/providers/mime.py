@@ -4,7 +4,7 @@ Parsing goes through ``email.policy.default``; this module only adds what the st
 library leaves to the caller: decoding a body whose charset is missing or wrong, choosing
 text over HTML, listing attachments, keeping one malformed header from failing a whole
 message, recognising mail that must create no ticket, and bounding what a sender can make
-the parser do (see "Limits" below and docs/providers.md, "Limits on what is read of a message").
+the parser do (``mime_limits.py``; docs/providers.md, "Limits on what is read of a message").
 """
 
 from __future__ import annotations
@@ -15,18 +15,27 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from email import policy
 from email.errors import MessageError
-from email.feedparser import FeedParser
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
-from email.policy import EmailPolicy
 from email.utils import getaddresses, parseaddr
 from typing import Any, TypeVar
 
 from bridge.errors import BadPayload, RejectedPayload
 from bridge.message import Attachment, InboundMessage
 from bridge.providers.base import bounded_key
+from bridge.providers.mime_limits import (
+    MAX_ADDRESS_HEADER_CHARS,
+    MAX_ADDRESSES,
+    MAX_ATTACHMENTS,
+    MAX_HEADER_CHARS,
+    MAX_HEADERS,
+    MAX_HTML_TAGS,
+    READ_FIELDS,
+    nested_too_deep,
+    read_message,
+    written_size,
+)
 
 log = logging.getLogger("bridge.providers.mime")
 _T = TypeVar("_T")
@@ -42,73 +51,6 @@ _SUPERSETS = {
 }
 _BULK = {"bulk", "junk", "list"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
-
-# --- Limits -----------------------------------------------------------------------------------
-# The standard library's header parser copies the rest of a value at every token, so its work
-# grows with the square of a header's length; ``Message.get_param`` does the same for every
-# parameter; a part's headers are parsed again for every question asked of the part; and each
-# nesting level is one more level of recursion. A 10 MiB message could keep it busy for minutes
-# or recurse past Python's limit, so what it is given is bounded here, with limits that ordinary
-# mail stays well inside. What is past a limit is cut or left unread, never a reason to refuse.
-MAX_HEADERS = 200  # header fields kept per message or part (after them, only the first of each in _READ)
-MAX_HEADER_CHARS = 16 * 1024  # a longer header value is cut to this
-MAX_CONTENT_HEADER_CHARS = 4 * 1024  # Content-Type and Content-Disposition, read at every part
-MAX_PARAMETERS = 64  # parameters of one of those; the rest are cut
-MAX_ADDRESS_HEADER_CHARS = 8 * 1024  # a longer address header is kept as raw text, not parsed
-MAX_ADDRESSES = 100  # addresses read from one address header
-MAX_COMMENT_DEPTH = 32  # nested (comments) in an address; deeper, the address is unparseable
-# the structured header parser's work per message, in characters x tokens (its cost, about
-# 2-20 ns each): headers past it are kept as raw text; ordinary mail spends well under half
-# of it (a To of 50 addresses is 2 million)
-HEADER_PARSE_WORK = 10_000_000
-MAX_ATTACHMENTS = 100  # attachments listed; the rest are counted in one summary entry
-MAX_HTML_TAGS = 20_000  # HTML with more tags is made text by stripping them, not by inscriptis
-MAX_PARTS = 250  # MIME parts read; the rest of the message is not read
-MAX_DEPTH = 30  # nesting of multiparts and enclosed messages; the rest of the message is not read
-# lines read, a header line counting 10 and a line inside multiparts 1 + depth/4 (what each costs
-# the parser); a 10 MiB message of base64 attachments is about 140,000 lines
-LINE_WORK = 4 * 600_000
-_FEED_CHARS = 2048  # the parser is fed this much at a time; the limits are checked in between
-
-# fields the bridge reads or the MIME structure depends on: after the first MAX_HEADERS fields of
-# a message the first of each is still kept (mail servers add their trace headers on top)
-_READ = frozenset(
-    (
-        "from",
-        "sender",
-        "to",
-        "cc",
-        "reply-to",
-        "delivered-to",
-        "x-original-to",
-        "subject",
-        "date",
-        "message-id",
-        "in-reply-to",
-        "references",
-        "auto-submitted",
-        "x-autoreply",
-        "x-autorespond",
-        "precedence",
-        "return-path",
-        "mime-version",
-        "content-type",
-        "content-transfer-encoding",
-        "content-disposition",
-        "content-id",
-    )
-)
-# the headers the standard library parses as address lists
-_ADDRESS_HEADERS = frozenset(
-    ("from", "sender", "to", "cc", "bcc", "reply-to", *(f"resent-{n}" for n in ("from", "sender", "to", "cc", "bcc")))
-)
-_CONTENT_HEADERS = frozenset(("content-type", "content-disposition"))
-# what the header parser takes as a token: a run of whitespace, an encoded word's start, a special
-_TOKEN = re.compile(r'\s+|=\?|[()<>@,;:\\"/\[\]?=.]')
-_HEADER_LINE = re.compile(r"^[!-9;-~]+:", re.MULTILINE)
-_PARENTHESES = re.compile(r"[()]")
-_LINE_BREAKS = re.compile(r"[\r\n]")
-_AS_RECEIVED = policy.default.clone(refold_source="none")  # writes headers without the structured parser
 
 
 @dataclass
@@ -150,161 +92,6 @@ def parse_rfc822(raw: bytes) -> ParsedEmail:
     )
 
 
-@dataclass
-class _Budget:
-    """What the parse of one message may still spend; its policy and all its parts share it."""
-
-    header_work: int = HEADER_PARSE_WORK
-    parts: int = 0
-    root: Message | None = None
-    # each header value is parsed once: the stdlib asks a part for its Content-Type many times
-    parsed: dict[tuple[str, str], Any] = field(default_factory=dict)
-
-
-class _BoundedPolicy(EmailPolicy):
-    """``policy.default`` whose header parsing stays within the limits above.
-
-    A value is cut where it is read from the source (so that everything after, including
-    ``Message.get_param``, sees at most that much), and the structured header parser gets a
-    value only while the message's budget lasts; otherwise the value is returned unfolded as a
-    :class:`_RawHeader`, which every ``Message`` method reads as well as a header object.
-    """
-
-    budget: _Budget
-
-    def __init__(self, budget: _Budget, **kw: Any) -> None:
-        super().__init__(**kw)
-        object.__setattr__(self, "budget", budget)  # policies are read-only once made; clones share it
-
-    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
-        name, value = super().header_source_parse(sourcelines)
-        if len(value) > MAX_CONTENT_HEADER_CHARS or value.count(";") > MAX_PARAMETERS:  # this runs per header line
-            value = _cut_value(name.lower(), value)
-        return name, value
-
-    def header_fetch_parse(self, name: str, value: str) -> Any:
-        if hasattr(value, "name"):
-            return super().header_fetch_parse(name, value)
-        key = (name.lower(), value)
-        if key not in self.budget.parsed:
-            self.budget.parsed[key] = self._parse_within_budget(name, value)
-        return self.budget.parsed[key]
-
-    def _parse_within_budget(self, name: str, value: str) -> Any:
-        unfolded = _LINE_BREAKS.sub("", value)  # as the stdlib unfolds a value before parsing it
-        work = parse_work(unfolded)
-        too_long = name.lower() in _ADDRESS_HEADERS and len(unfolded) > MAX_ADDRESS_HEADER_CHARS
-        if too_long or work > self.budget.header_work or _nested_too_deep(unfolded):
-            return _RawHeader(unfolded)
-        self.budget.header_work -= work
-        return super().header_fetch_parse(name, value)
-
-
-class _RawHeader(str):
-    """A header value the structured parser was not given: a plain string, plus the one attribute
-    ``EmailMessage`` reads off a parsed header (``is_attachment`` asks for ``content_disposition``)."""
-
-    @property
-    def content_disposition(self) -> str | None:
-        return self.split(";", 1)[0].strip().lower() or None
-
-
-class _BoundedMessage(EmailMessage):
-    """A message or part as the bounded parser builds it: counted against the parse's budget;
-    keeps its first MAX_HEADERS header fields, then only the first of each field in _READ."""
-
-    def __init__(self, policy: Any = None) -> None:
-        super().__init__(policy)
-        self._room = MAX_HEADERS  # fields kept before only those in _READ are
-        self._kept: set[str] = set()
-        budget = getattr(policy, "budget", None)
-        if isinstance(budget, _Budget):
-            budget.parts += 1
-            if budget.root is None:
-                budget.root = self
-
-    def set_raw(self, name: str, value: Any) -> None:
-        lower = name.lower()
-        if self._room > 0 or (lower in _READ and lower not in self._kept):
-            self._room -= 1
-            self._kept.add(lower)
-            super().set_raw(name, value)
-
-
-def read_message(raw: bytes) -> tuple[EmailMessage, str]:
-    """The message as far as the limits let the stdlib parser read it, and the text it did not read.
-
-    The parser is fed a little at a time (as ``BytesParser`` does), and feeding stops once the
-    message has more than MAX_PARTS parts, nests deeper than MAX_DEPTH, or its lines have cost
-    LINE_WORK: what was read is a well-formed message, and what was not is counted in the
-    attachment list.
-    """
-    budget = _Budget()
-    bounded = _BoundedPolicy(budget, header_factory=policy.default.header_factory, message_factory=_BoundedMessage)
-    parser = FeedParser(policy=bounded)
-    text = raw.decode("ascii", "surrogateescape")  # what BytesParser feeds: one character per byte
-    position, work, depth = 0, 0, 0
-    while position < len(text) and budget.parts <= MAX_PARTS and work <= LINE_WORK and depth <= MAX_DEPTH:
-        chunk = text[position : position + _FEED_CHARS]
-        parser.feed(chunk)
-        position += len(chunk)
-        work += _line_work(chunk, depth)
-        depth = _depth(budget.root)
-    message = parser.close()
-    assert isinstance(message, EmailMessage)
-    return message, text[position:]
-
-
-def _line_work(chunk: str, depth: int) -> int:
-    """What the parser spends on a chunk's lines: each line is checked against the boundary of
-    every enclosing multipart, and a line that may be a header field costs up to ten times a
-    body line (once the whole header block is read, each field is parsed and stored)."""
-    lines = chunk.count("\n") + chunk.count("\r") - chunk.count("\r\n")
-    return (lines + 9 * len(_HEADER_LINE.findall(chunk))) * (4 + depth)
-
-
-def _depth(message: Message | None) -> int:
-    """How deeply nested the part being read is: the length of the chain of last parts."""
-    depth = 0
-    while message is not None and message.is_multipart():
-        parts = message.get_payload()
-        last = parts[-1] if isinstance(parts, list) and parts else None
-        message = last if isinstance(last, Message) else None
-        depth += 1
-    return depth
-
-
-def _cut_value(name: str, value: str) -> str:
-    """A header value as the parser keeps it: at most MAX_HEADER_CHARS; Content-Type and
-    Content-Disposition, which the parser reads at every part, at most MAX_CONTENT_HEADER_CHARS
-    and MAX_PARAMETERS parameters."""
-    if name in _CONTENT_HEADERS:
-        value = value[:MAX_CONTENT_HEADER_CHARS]
-        if value.count(";") > MAX_PARAMETERS:
-            value = ";".join(value.split(";", MAX_PARAMETERS + 1)[: MAX_PARAMETERS + 1])
-        return value.rstrip()
-    return value if len(value) <= MAX_HEADER_CHARS else value[:MAX_HEADER_CHARS].rstrip()
-
-
-def parse_work(value: str) -> int:
-    """The structured header parser's work on ``value``: it copies the rest of the value at every
-    token, so characters x tokens (each unit costs it about 2-20 ns)."""
-    return len(value) * (1 + len(_TOKEN.findall(value)))
-
-
-def _nested_too_deep(value: str) -> bool:
-    """Whether (comments) nest deeper than MAX_COMMENT_DEPTH; the address parsers recurse once
-    per level. Quoting is not considered, so this can only over-estimate."""
-    if value.count("(") <= MAX_COMMENT_DEPTH:
-        return False
-    depth = 0
-    for match in _PARENTHESES.finditer(value):
-        depth = depth + 1 if match.group() == "(" else max(0, depth - 1)
-        if depth > MAX_COMMENT_DEPTH:
-            return True
-    return False
-
-
 def message_headers(message: Message) -> dict[str, str]:
     """Header names lower-cased, first occurrence kept, values decoded. A header the stdlib
     cannot parse (``Cc: "`` raises IndexError), or that is past the limits, is kept as raw
@@ -337,7 +124,7 @@ def header_dict(items: Iterable[tuple[str, object]]) -> dict[str, str]:
 
 
 def kept_headers(items: Iterable[_T], name_of: Callable[[_T], object]) -> list[_T]:
-    """The header fields the limits keep: the first MAX_HEADERS, then the first of each in _READ.
+    """The header fields the limits keep: the first MAX_HEADERS, then the first of each in READ_FIELDS.
 
     For the kinds that post headers as data; run before their schema reads the list, since
     loading 400,000 posted headers would take seconds.
@@ -346,7 +133,7 @@ def kept_headers(items: Iterable[_T], name_of: Callable[[_T], object]) -> list[_
     seen: set[str] = set()
     for item in items:
         name = str(name_of(item)).lower()
-        if len(kept) < MAX_HEADERS or (name in _READ and name not in seen):
+        if len(kept) < MAX_HEADERS or (name in READ_FIELDS and name not in seen):
             kept.append(item)
             seen.add(name)
     return kept
@@ -373,7 +160,7 @@ def sender(value: str) -> tuple[str | None, str | None]:
 
 def _parse_address(value: str) -> tuple[str, str]:
     """``parseaddr``, which recurses once per nested ``(``: a value nested too deep is unparseable."""
-    if _nested_too_deep(value):
+    if nested_too_deep(value):
         return "", ""
     try:
         return parseaddr(value)
@@ -386,7 +173,7 @@ def recipients(value: str) -> list[str]:
     every address, so the value is first cut after four times that many commas (a quoted name
     may hold one: "Doe, Jane"). A value with comments nested too deep gives none."""
     text = ",".join(decode_words(value).split(",", 4 * MAX_ADDRESSES)[: 4 * MAX_ADDRESSES])
-    if _nested_too_deep(text):
+    if nested_too_deep(text):
         return []
     try:
         pairs = getaddresses([text])
@@ -493,31 +280,9 @@ def _size(part: Message) -> int:
     if isinstance(payload, bytes):
         return len(payload)
     try:  # message/rfc822 (a forwarded mail, a bounce report): the enclosed message's bytes
-        return sum(_written_size(p) for p in part.get_payload() if isinstance(p, Message))
+        return sum(written_size(p) for p in part.get_payload() if isinstance(p, Message))
     except Exception:  # the generator refusing a malformed enclosed message: size unknown
         return 0
-
-
-def _written_size(message: Message) -> int:
-    """The size of an enclosed message as the generator writes it.
-
-    The generator refolds every header line longer than 78 characters through the structured
-    header parser, so that work is charged to the parse's budget; once it is spent, the
-    headers are written as received instead (which only changes the size by a few bytes).
-    """
-    budget = getattr(message.policy, "budget", None)
-    if not isinstance(budget, _Budget):
-        return len(message.as_bytes())
-    refolding = sum(
-        parse_work(str(value))
-        for part in message.walk()
-        for name, value in part.raw_items()
-        if len(name) + len(value) > 76
-    )
-    if refolding <= budget.header_work:
-        budget.header_work -= refolding
-        return len(message.as_bytes())
-    return len(message.as_bytes(policy=_AS_RECEIVED))
 
 
 def base64_size(content: str) -> int:
