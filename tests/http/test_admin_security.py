@@ -52,7 +52,7 @@ def from_address(app: Flask, address: str) -> FlaskClient:
 def test_the_session_key_is_random_kept_in_the_database_and_shared(make_app: AppFactory) -> None:
     app = make_app()
     cookie = anonymous_cookie(app)
-    # what the key used to be: with it, the cookie confirmed or refuted any guess of the token offline
+    # a key derived from the token would let the cookie confirm or refute any guess of the token offline
     derived = hmac.new(ADMIN_TOKEN.encode(), b"spp-ticket-bridge admin session", hashlib.sha256).hexdigest()
     assert not opens_with(derived, cookie)
     with get_runtime(app).store.engine.connect() as conn:
