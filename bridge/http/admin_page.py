@@ -215,7 +215,7 @@ def sign_in() -> ResponseReturnValue:
 
 @admin_page.post("/sign-out")
 def sign_out() -> ResponseReturnValue:
-    """Ends this session for good: a copy of its cookie is refused from now on, in every process."""
+    """Signs out for good: a copy of the cookie is refused from now on, in every process."""
     if not SignOutForm(prefix="signout").validate_on_submit():
         return _refused()
     expires = datetime.fromtimestamp(float(session.get("admin_since", 0)) + SESSION_SECONDS, UTC)

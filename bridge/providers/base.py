@@ -110,24 +110,17 @@ class Provider:
 
 
 def read_body(request: Request, source: Source) -> bytes:
-    """The raw body, refused (413) over the source's ``max_body_bytes``, else BRIDGE_MAX_BODY_BYTES.
+    """The raw body, refused (413) over the source's own ``max_body_bytes``.
 
-    A declared length over the limit is refused before a byte is read. A body without one
-    (chunked) is read up to one byte past the limit: Werkzeug would stop at the limit without a
-    word, and a cut-off form would parse.
+    BRIDGE_MAX_BODY_BYTES is enforced before the app, whatever the framing
+    (bridge/http/body.py), so the body is already whole in memory here.
     """
-    limit = source.max_body_bytes or request.max_content_length
-    if limit is None:
-        return request.get_data(cache=True)
-    what = f"source {source.name!r} takes" if source.max_body_bytes else "the bridge takes"
-    setting = "max_body_bytes" if source.max_body_bytes else "BRIDGE_MAX_BODY_BYTES"
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"the body is {request.content_length} bytes; {what} at most {limit} ({setting})")
-    if request.content_length is None:
-        request.max_content_length = limit + 1
     body = request.get_data(cache=True)
-    if len(body) > limit:
-        raise PayloadTooLarge(f"the body is over {limit} bytes; {what} at most {limit} ({setting})")
+    limit = source.max_body_bytes
+    if limit and len(body) > limit:
+        raise PayloadTooLarge(
+            f"the body is {len(body)} bytes; source {source.name!r} takes at most {limit} (max_body_bytes)"
+        )
     return body
 
 
