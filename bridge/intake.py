@@ -96,8 +96,7 @@ def accept(runtime: Runtime, source: Source, message: InboundMessage, received: 
         last_error=_last_error(mapped),
         received_at=received_at,
         request_id=received.request_id,
-        raw_request=received.raw_request,
-        raw_body=received.raw_body,
+        **_kept_request(source, message, received),
     )
     try:
         added = runtime.store.events.add(new, _one_time_token(message, source), rate_check(source, message, received))
@@ -168,3 +167,13 @@ def _one_time_token(message: InboundMessage, source: Source) -> OneTimeToken | N
     if not message.replay_token:
         return None
     return OneTimeToken(message.replay_token, PROVIDERS[source.kind].token_ttl_seconds)
+
+
+def _kept_request(source: Source, message: InboundMessage, received: Received) -> dict[str, Any]:
+    """The request as stored: its body only where the message's fields do not hold all of it
+    already, so that a post is kept once, not twice (docs/limits.md)."""
+    keep_body = not PROVIDERS[source.kind].body_in_message(message)
+    return {
+        "raw_request": {**received.raw_request, "body_stored": keep_body},
+        "raw_body": received.raw_body if keep_body else b"",
+    }

@@ -26,12 +26,10 @@ def receive(source_name: str) -> Response:
     source = find_source(runtime, source_name)
     provider = PROVIDERS[source.kind]
     message = provider.read(request, source)
-    # the body once: not again beside a message whose fields hold all of it (docs/limits.md)
-    keep_body = not provider.body_in_message(message)
     received = Received(
         g.get("request_id"),
-        {**raw_request(provider), "body_bytes": len(request.get_data(cache=True)), "body_stored": keep_body},
-        _scrubbed_body(source) if keep_body else b"",
+        {**raw_request(provider), "body_bytes": len(request.get_data(cache=True))},
+        _scrubbed_body(source),
         request.remote_addr,
     )
     added = accept(runtime, source, message, received)
