@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from bridge.log import scrub, scrub_data
@@ -10,9 +10,29 @@ from bridge.log import scrub, scrub_data
 
 @dataclass(frozen=True)
 class Attachment:
+    """A file that came with a message.
+
+    ``content`` holds the bytes when the request carried them (email kinds, form uploads); it is
+    stored apart from the message (``attachments`` table) and never serialised with it. ``url``
+    is set for a file known only by its link (form builders), which is listed, never fetched.
+    ``problem`` says why a file that came with the message cannot be sent (it could not be
+    decoded): such a file is listed by name, never dropped silently.
+    """
+
     name: str
     content_type: str
     size: int
+    url: str | None = None
+    content: bytes | None = field(default=None, repr=False, compare=False)
+    problem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "content_type": self.content_type, "size": self.size}
+        if self.url is not None:
+            data["url"] = self.url
+        if self.problem is not None:
+            data["problem"] = self.problem
+        return data
 
 
 @dataclass
@@ -34,6 +54,9 @@ class InboundMessage:
     fields: dict[str, Any] = field(default_factory=dict)
     attachments: list[Attachment] = field(default_factory=list)
     message_id: str | None = None
+    # Message-IDs this mail answers: In-Reply-To first, then References from the newest back
+    # (docs/conversations.md, follow-ups); empty for every kind but email
+    references: list[str] = field(default_factory=list)
     discard_reason: str | None = None
     # a one-time value of the signature (Mailgun's token) that must never come back with
     # another dedupe_key: a replayed signature on a different message is refused
@@ -54,7 +77,7 @@ class InboundMessage:
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON; shallow (``fields`` is shared, not copied), as it is only serialized."""
         data = {name: getattr(self, name) for name in _NAMES}
-        data["attachments"] = [asdict(a) for a in self.attachments]
+        data["attachments"] = [a.to_dict() for a in self.attachments]
         return data
 
     def to_stored(self) -> dict[str, Any]:
@@ -79,7 +102,8 @@ class InboundMessage:
         knows are dropped."""
         data = expand_stored(data)
         known = {f.name for f in fields(cls)} - {"attachments"}
-        attachments = [Attachment(**a) for a in data.get("attachments") or []]
+        known_file = {f.name for f in fields(Attachment)} - {"content"}
+        attachments = [Attachment(**{k: v for k, v in a.items() if k in known_file}) for a in data.get("attachments") or []]
         return cls(**{k: v for k, v in data.items() if k in known}, attachments=attachments)
 
 
