@@ -67,7 +67,9 @@ class InboundMessage:
         a sender that echoes our secret in its payload must not spread it to SPP or the admin page."""
         if not secrets:
             return self
-        texts = {name: scrub(value, secrets) for name in _NAMES if isinstance(value := getattr(self, name), str)}
+        texts: dict[str, Any] = {
+            name: scrub(value, secrets) for name in _NAMES if isinstance(value := getattr(self, name), str)
+        }
         attachments = [
             replace(a, name=scrub(a.name, secrets), content_type=scrub(a.content_type, secrets))
             for a in self.attachments
@@ -103,7 +105,9 @@ class InboundMessage:
         data = expand_stored(data)
         known = {f.name for f in fields(cls)} - {"attachments"}
         known_file = {f.name for f in fields(Attachment)} - {"content"}
-        attachments = [Attachment(**{k: v for k, v in a.items() if k in known_file}) for a in data.get("attachments") or []]
+        attachments = [
+            Attachment(**{k: v for k, v in a.items() if k in known_file}) for a in data.get("attachments") or []
+        ]
         return cls(**{k: v for k, v in data.items() if k in known}, attachments=attachments)
 
 

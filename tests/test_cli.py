@@ -35,6 +35,7 @@ from tests.conftest import (
 from tests.helpers import flask_cmd, free_port, start_process, wait_for
 
 NO_DEFAULT_USER = """
+client_lookup: false
 sources:
   api:
     kind: json

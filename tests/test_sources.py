@@ -238,7 +238,7 @@ def test_unknown_ticket_key(tmp_path: Path) -> None:
     message = error(tmp_path, text)
     assert message == (
         "F: sources.a.ticket.priority: Must be one of: "
-        "user_id, subject, note, tags, employees, status, order, metadata."
+        "user_id, subject, note, message, tags, employees, status, order, metadata."
     )
 
 

@@ -94,6 +94,7 @@ class NormalizedSchema(Schema):
 
 class CloudMailinProvider(BasicAuth, Provider):
     kind = "cloudmailin"
+    threads = True
     sender_setup = "CloudMailin: target {url} with the secret's user:pass before the host, format JSON (Normalized)"
     content_types = ("application/json",)
     sample = (

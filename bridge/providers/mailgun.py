@@ -102,6 +102,7 @@ class ForwardSchema(LenientSchema):
 
 class MailgunProvider(Provider):
     kind = "mailgun"
+    threads = True
     sender_setup = (
         'Mailgun > Receiving > Routes: action forward("{url}") (a source named *-mime gets raw MIME); '
         "secret = the HTTP webhook signing key"

@@ -83,6 +83,7 @@ class PostmarkInboundSchema(LenientSchema):
 
 class PostmarkProvider(BasicAuth, Provider):
     kind = "postmark"
+    threads = True
     sender_setup = (
         "Postmark > Servers > Inbound stream > Settings: Webhook URL {url} with the secret's user:pass before the host"
     )

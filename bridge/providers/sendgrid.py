@@ -113,6 +113,7 @@ class ParseFormSchema(Schema):
 
 class SendGridProvider(BasicAuth, Provider):
     kind = "sendgrid"
+    threads = True
     sender_setup = (
         "SendGrid > Settings > Inbound Parse: Destination URL {url} with the secret's user:pass before the host"
     )
