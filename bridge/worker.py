@@ -29,7 +29,14 @@ from bridge.retry import Decision, RetryPolicy, decide
 from bridge.spp_client import Outcome, SppClient
 from bridge.status import AttemptOutcome, Status, Step
 from bridge.steps import StepResult, Steps
-from bridge.store.queue import DEFAULT_PROBE_SECONDS, NOTIFY_CHANNEL, Claim, DeliveryQueue, resumed_window_start
+from bridge.store.queue import (
+    DEFAULT_PROBE_SECONDS,
+    NOTIFY_CHANNEL,
+    Claim,
+    DeliveryQueue,
+    resumed_window_start,
+    step_in_flight,
+)
 
 log = logging.getLogger("bridge.worker")
 
@@ -304,7 +311,9 @@ class Worker:
         lost = "worker stopped while waiting for SPP's answer"
         outcome = Outcome(AttemptOutcome.RETRYING, 0, ambiguous=True, error=lost)
         try:
-            self.queue.record(claim, outcome, Decision(Status.RETRYING, next_attempt_at=now, reason=lost), now)
+            step = step_in_flight(claim.ticket_id, claim.client_id, claim.plan)
+            decision = Decision(Status.RETRYING, next_attempt_at=now, reason=f"{step}: {lost}")
+            self.queue.record(claim, outcome, decision, now, step=step)
         except SQLAlchemyError:
             log.error("could not hand back %s; its lease will expire", claim.event_id, extra=_extra(claim))
 

@@ -101,7 +101,9 @@ def _queue_script(sandbox: Sandbox) -> Any:
     steps = payload.get("steps") if isinstance(payload, dict) else None
     endpoint = payload.get("endpoint", "tickets") if isinstance(payload, dict) else None
     if not isinstance(steps, list) or not isinstance(endpoint, str):
-        return api.error(400, 'Send {"endpoint": "tickets", "steps": [503, "429:7", "hang:2", "drop:2", "reset", "noid"]}.')
+        return api.error(
+            400, 'Send {"endpoint": "tickets", "steps": [503, "429:7", "hang:2", "drop:2", "reset", "noid"]}.'
+        )
     try:
         sandbox.script(*steps, endpoint=endpoint)
     except (TypeError, ValueError) as exc:

@@ -220,6 +220,15 @@ def event_changes(outcome: Outcome, decision: Decision, now: datetime) -> dict[s
     return changes
 
 
+def step_in_flight(ticket_id: int | None, client_id: int | None, plan: dict[str, Any] | None) -> Step:
+    """The step a claim that was lost mid-delivery was at, from what the event shows done."""
+    if ticket_id is not None:
+        return Step.MESSAGE
+    if client_id is None and (plan or {}).get("client"):
+        return Step.CLIENT
+    return Step.TICKET
+
+
 class _NothingToProbe(Exception):
     """Rolls back a probe turn taken with no event due, so the next event may probe at once."""
 
@@ -392,7 +401,7 @@ class DeliveryQueue(Part):
             .values(
                 status=Status.RETRYING, next_attempt_at=now, lease_owner=None, lease_expires_at=None, updated_at=now
             )
-            .returning(events.c.id, events.c.attempts)
+            .returning(events.c.id, events.c.attempts, events.c.ticket_id, events.c.client_id, events.c.plan)
         )
         with self.writing() as conn:
             expired = conn.execute(stmt).all()
@@ -401,6 +410,7 @@ class DeliveryQueue(Part):
                     self._insert_attempt.values(
                         event_id=row.id,
                         number=row.attempts,
+                        step=step_in_flight(row.ticket_id, row.client_id, row.plan),
                         started_at=now,
                         duration_ms=0,
                         outcome=AttemptOutcome.RETRYING,
