@@ -21,9 +21,10 @@ from tests.providers.helpers import JSON_VALUES, deliver, fixture, stored_event,
 SECRET = "tally-signing-secret-8d2e41"
 SOURCES = (
     CLIENTS
-    + f"""sources:
+    + f"""sources:  # message: false keeps the body in the note, where these tests read it
   support:
     kind: tally
+    message: false
     secret: {SECRET}
     name_field: Your name
     honeypot: website
@@ -33,19 +34,23 @@ SOURCES = (
         source: "{{{{ fields.utm_source }}}}"
   contact:
     kind: tally
+    message: false
     secret: {SECRET}
     email_field: Email of the person we should reply to
   requests:
     kind: tally
+    message: false
     secret: {SECRET}
   requests_by_label:
     kind: tally
+    message: false
     secret: {SECRET}
     name_field: last NAME
     subject_field: Order number
     body_field: utm_source
   requests_by_key:
     kind: tally
+    message: false
     secret: {SECRET}
     name_field: question_Sd3eF4
     subject_field: question_Wp1qR2

@@ -21,9 +21,10 @@ from tests.providers.helpers import JSON_VALUES, deliver, fixture, stored_event,
 SECRET = "typeform-test-secret-5f1c9a"
 SOURCES = (
     CLIENTS
-    + f"""sources:
+    + f"""sources:  # message: false keeps the body in the note, where these tests read it
   quotes:
     kind: typeform
+    message: false
     secret: {SECRET}
     name_field: name
     honeypot: website_trap
@@ -33,29 +34,35 @@ SOURCES = (
         campaign: "{{{{ fields.utm_campaign }}}}"
   devis:
     kind: typeform
+    message: false
     secret: {SECRET}
     name_field: prenom
   example:
     kind: typeform
+    message: false
     secret: {SECRET}
     email_field: Secondary contact email
   support:
     kind: typeform
+    message: false
     secret: {SECRET}
   support_by_title:
     kind: typeform
+    message: false
     secret: {SECRET}
     name_field: Company
     subject_field: order NUMBER
     body_field: Anything else we should know?
   support_by_ref:
     kind: typeform
+    message: false
     secret: {SECRET}
     name_field: company
     subject_field: order_number
     body_field: extra_info
   support_unanswered:
     kind: typeform
+    message: false
     secret: {SECRET}
     name_field: nickname
     subject_field: topic
