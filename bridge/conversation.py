@@ -177,7 +177,12 @@ def reply_plan(
     from bridge.reply_text import new_text  # only replies pay for the quote parser
 
     text = message_text(rendered, new_text(message.body or ""), message, sent, max_bytes, event_id)
-    return {"references": references, "ticket_ref": int(tag.group(1)) if tag else None, "text": text}
+    return {
+        "references": references,
+        "ticket_ref": int(tag.group(1)) if tag else None,
+        "sender": sender_address(message.email),
+        "text": text,
+    }
 
 
 def delivery_calls(delivery: Delivery) -> dict[str, Any]:

@@ -84,7 +84,7 @@ class Run:
             if result is not None:
                 return result
         if self.earlier is not None and claim.ticket_id is None:
-            if self.earlier.client_id is not None and self.earlier.client_id == claim.client_id:
+            if self._same_client(self.earlier):
                 claim.ticket_id, claim.thread_of = self.earlier.ticket_id, self.earlier.event_id
                 claim.changes.update(ticket_id=claim.ticket_id, thread_of=claim.thread_of)
             self.earlier = None  # joined, or a stranger's reply: a new ticket
@@ -94,6 +94,17 @@ class Run:
         if message and claim.spp_message_id is None:
             return self._message(message, reply)
         return StepResult(Step.MESSAGE if message else Step.TICKET, final=True)
+
+    def _same_client(self, earlier: Earlier) -> bool:
+        """Whether this mail's sender is the client of the earlier ticket. The default user stands
+        for every sender nobody named, so under it only the same address counts."""
+        claim = self.claim
+        if earlier.client_id is None or earlier.client_id != claim.client_id:
+            return False
+        if ClientHow.DEFAULT not in (earlier.client_how, claim.client_how):
+            return True
+        mine = ((self.plan.get("reply") or {}).get("sender") or "").strip().casefold()
+        return bool(mine) and mine == (earlier.sender or "").strip().casefold()
 
     # --- the steps -------------------------------------------------------------------
 

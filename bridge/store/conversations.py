@@ -117,6 +117,8 @@ class Earlier:
     ticket_id: int | None
     client_id: int | None  # the ticket's client
     next_attempt_at: datetime | None
+    client_how: str | None = None
+    sender: str | None = None  # the earlier mail's From address
 
 
 class Threads(Part):
@@ -132,6 +134,8 @@ class Threads(Part):
             events.c.ticket_request,
             events.c.next_attempt_at,
             events.c.email_message_id,
+            events.c.client_how,
+            events.c.message["email"].as_string().label("sender"),
         )
         with self.engine.connect() as conn:
             if references:
@@ -173,4 +177,6 @@ def _earlier(row: Any) -> Earlier:
     if client_id is None and isinstance(row.ticket_request, dict):  # an event delivered before clients were recorded
         user_id = row.ticket_request.get("user_id")
         client_id = user_id if isinstance(user_id, int) else None
-    return Earlier(row.id, Status(row.status), row.ticket_id, client_id, row.next_attempt_at)
+    return Earlier(
+        row.id, Status(row.status), row.ticket_id, client_id, row.next_attempt_at, row.client_how, row.sender
+    )
