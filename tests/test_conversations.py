@@ -7,13 +7,14 @@ Everything runs against the sandbox on a real port and the real database (SQLite
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask
 from sqlalchemy import func, select, update
 
-from bridge.db import clients, events
+from bridge.db import clients
 from bridge.runtime import Runtime, get_runtime
 from tests.conftest import AppFactory, admin_headers, deliver_all, make_due
 
@@ -331,15 +332,18 @@ def test_a_lost_lease_between_steps_never_makes_a_second_ticket(make_app: AppFac
     deliver_all(runtime)
     between = detail(app, event_id)
     assert between["ticket_id"] is not None and between["status"] == "retrying"
-    with runtime.store.engine.begin() as conn:  # as if a worker held it and died
-        conn.execute(
-            update(events)
-            .where(events.c.id == event_id)
-            .values(status="delivering", lease_owner="dead", lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
-        )
+    make_due(runtime, event_id)
+    [claim] = runtime.store.queue.claim("dead-worker", 1, 0.01, datetime.now(UTC))  # holds it, then dies
+    assert (claim.ticket_id, claim.attempt) == (between["ticket_id"], 3)
+    time.sleep(0.05)  # past its lease
     deliver_all(runtime)
     done = detail(app, event_id)
     assert done["status"] == "delivered"
     assert len(sandbox.sandbox.tickets) == 1
     assert len(sandbox.sandbox.messages_of(done["ticket_id"])) == 1
-    assert [a["step"] for a in done["attempt_log"]][-1] == "message"
+    assert [(a["number"], a["step"], a["outcome"], a["ambiguous"]) for a in done["attempt_log"]] == [
+        (1, "ticket", "delivered", False),
+        (2, "message", "retrying", True),  # the dropped connection: it may have been posted
+        (3, "message", "retrying", True),  # the dead worker's, recorded when its lease expired
+        (4, "message", "delivered", False),
+    ]

@@ -331,7 +331,7 @@ class DeliveryQueue(Part):
         values = {
             **claim.changes,
             **changes,
-            "attempts": claim.attempt,
+            "attempts": claim.attempt + 1,  # the next request's number, reserved as a claim does
             "attempts_at_window_start": claim.attempt,
             "lease_expires_at": now + timedelta(seconds=lease_seconds),
             "updated_at": now,
@@ -361,8 +361,9 @@ class DeliveryQueue(Part):
         next_attempt_at: datetime | None = None,
     ) -> bool:
         """End a claim at a step that made no request: ``retrying`` until ``next_attempt_at`` (a
-        follow-up waiting for its ticket, a client another worker is creating) or ``failed`` (no
-        client). The attempt number the claim reserved for that step is given back."""
+        follow-up waiting for its ticket, a client another worker is creating), ``failed`` (no
+        client) or ``delivered`` (nothing was left to do). The attempt number the claim reserved
+        for that step is given back."""
         values = {
             **claim.changes,
             "status": status,
@@ -373,6 +374,8 @@ class DeliveryQueue(Part):
             "lease_expires_at": None,
             "updated_at": now,
         }
+        if status == Status.DELIVERED:  # every step was done by earlier claims
+            values.update(delivered_at=now, last_error=None)
         fence = and_(events.c.id == claim.event_id, events.c.lease_owner == claim.owner, LEASED_WHERE)
         with self.writing() as conn:
             return bool(conn.execute(update(events).where(fence).values(values)).rowcount == 1)
