@@ -29,7 +29,12 @@ sources:
   other: {{kind: email, secret: {TOKEN}}}
   unthreaded: {{kind: email, secret: {TOKEN}, threading: false}}
 """
-QUOTED = "Thanks, that helps.\n\nOn Mon, 1 Dec 2026 at 10:00, Support <support@agency.example> wrote:\n> Please send the invoice.\n> Support\n"
+QUOTED = (
+    "Thanks, that helps.\n\n"
+    "On Mon, 1 Dec 2026 at 10:00, Support <support@agency.example> wrote:\n"
+    "> Please send the invoice.\n"
+    "> Support\n"
+)
 
 
 def mail(
@@ -116,6 +121,7 @@ def test_a_reply_from_the_same_sender_joins_the_ticket_without_the_quote(make_ap
     assert [a["step"] for a in event["attempt_log"]] == ["message"]  # no second ticket
     assert len(sandbox.sandbox.tickets) == 1
     original, answer = sandbox.sandbox.messages_of(ticket_id)
+    assert original.message == "Hello, see attached."
     assert answer.user_id == 12 and answer.message == "Thanks, that helps."
     assert event["message"]["body"] == QUOTED.strip()  # the whole text stays on the event
 
