@@ -237,6 +237,12 @@ def _source(
     if loaded.get("redirect") and loaded["kind"] != "form":
         raise ConfigError(f"{path}: sources.{name}.redirect: only 'form' sources redirect")
     clients = loaded.get("clients")
+    lookup = loaded.get("client_lookup", inherited["client_lookup"])
+    if loaded.get("create_clients", inherited["create_clients"]) and not lookup:
+        raise ConfigError(
+            f"{path}: sources.{name}.create_clients: needs client_lookup, which is off here"
+            " (a client is created only after SPP was asked whether it has one)"
+        )
     options = {k: spec[k] for k in kind.options if k in spec}
     try:
         kind.validate_options(options)
