@@ -2,9 +2,10 @@
 
 Parsing goes through ``email.policy.default``; this module only adds what the standard
 library leaves to the caller: decoding a body whose charset is missing or wrong, choosing
-text over HTML, listing attachments, keeping one malformed header from failing a whole
-message, recognising mail that must create no ticket, and bounding what a sender can make
-the parser do (``mime_limits.py``; docs/providers.md, "Limits on what is read of a message").
+text over HTML, listing attachments with their bytes (and telling bytes the decoder only
+guessed at from the file's), reading the Message-IDs a reply answers, keeping one malformed
+header from failing a whole message, recognising mail that must create no ticket, and
+bounding what a sender can make the parser do (``mime_limits.py``; docs/providers.md, "Limits on what is read of a message").
 """
 
 from __future__ import annotations
@@ -204,16 +205,10 @@ def reply_references(headers: Mapping[str, str]) -> list[str]:
     References from the last (the parent) back to the first (the thread's start); each once,
     at most MAX_REFERENCES, each in the form :func:`clean_message_id` gives the Message-ID of
     the mail it names, so that it compares equal to that mail's ``message_id``."""
-    found = [*_MESSAGE_ID.findall(headers.get("in-reply-to", ""))]
-    found += reversed(_MESSAGE_ID.findall(headers.get("references", "")))
-    references: dict[str, None] = {}
-    for message_id in found:
-        cleaned = clean_message_id(message_id)
-        if cleaned:
-            references.setdefault(cleaned)
-            if len(references) == MAX_REFERENCES:
-                break
-    return list(references)
+    in_reply_to = _MESSAGE_ID.findall(headers.get("in-reply-to", ""))
+    references = _MESSAGE_ID.findall(headers.get("references", ""))
+    cleaned = (clean_message_id(m) for m in [*in_reply_to, *reversed(references)])
+    return list(dict.fromkeys(m for m in cleaned if m))[:MAX_REFERENCES]
 
 
 def newlines(text: str) -> str:
