@@ -5,7 +5,8 @@ library leaves to the caller: decoding a body whose charset is missing or wrong,
 text over HTML, listing attachments with their bytes (and telling bytes the decoder only
 guessed at from the file's), reading the Message-IDs a reply answers, keeping one malformed
 header from failing a whole message, recognising mail that must create no ticket, and
-bounding what a sender can make the parser do (``mime_limits.py``; docs/providers.md, "Limits on what is read of a message").
+bounding what a sender can make the parser do (``mime_limits.py``; docs/providers.md, "Limits
+on what is read of a message").
 """
 
 from __future__ import annotations
