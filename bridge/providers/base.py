@@ -197,12 +197,10 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def upload_size(upload: FileStorage) -> int:
-    stream = upload.stream
-    stream.seek(0, 2)
-    size = int(stream.tell())
-    stream.seek(0)
-    return size
+def upload_content(upload: FileStorage) -> bytes:
+    """The bytes of an uploaded file, from its start whatever was read of it before."""
+    upload.stream.seek(0)
+    return upload.stream.read()
 
 
 def body_hash(request: Request) -> str:
