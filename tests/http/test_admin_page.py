@@ -8,13 +8,12 @@ from __future__ import annotations
 import html as markup
 import json
 import re
+from email.message import EmailMessage
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import update
 
-from bridge.db import events
 from bridge.runtime import Runtime, get_runtime
 from tests.conftest import (
     ADMIN_TOKEN,
@@ -375,6 +374,7 @@ def test_no_secret_on_any_page(app: Flask, runtime: Runtime, sandbox) -> None:
 # --- the event page: client, ticket and message, each a step of its own --------------------------
 
 JOTFORM_TOKEN = "jotform-test-token-3b7c90"  # the one inside the Jotform fixtures' webhookURL
+MAIL_TOKEN = "mail-secret-0123456789"
 CONVERSATIONS = f"""
 defaults: {{user_id: 1}}
 clients:
@@ -385,6 +385,7 @@ sources:
   v1: {{kind: json, secret: {API_SECRET}, message: false}}
   files: {{kind: jotform, secret: {JOTFORM_TOKEN}}}
 """
+MAIL_SOURCE = f"  mail: {{kind: email, secret: {MAIL_TOKEN}}}\n"
 
 
 def post_to(client: FlaskClient, source: str, **body: Any) -> str:
@@ -577,46 +578,56 @@ def test_hostile_sender_data_on_the_event_page_is_text(make_app: AppFactory, san
     assert 'href="https://e.example/&#34;&gt;&lt;img src=x onerror=alert(2)&gt;.png"' in html
 
 
+def mail(message_id: str, body: str, sender: str = "Max <mapped@example.com>", **headers: str) -> bytes:
+    message = EmailMessage()
+    message["From"], message["To"], message["Message-ID"] = sender, "support@agency.example", message_id
+    message["Subject"] = headers.pop("subject", "Printer")
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(body)
+    return bytes(message)
+
+
+def post_mail(client: FlaskClient, raw: bytes) -> str:
+    response = client.post(
+        "/hooks/mail", data=raw, headers={"X-Bridge-Token": MAIL_TOKEN}, content_type="message/rfc822"
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return str(response.get_json()["event_id"])
+
+
 def test_a_reply_that_joined_an_earlier_ticket_links_to_it(make_app: AppFactory, sandbox) -> None:
-    """The plan an email reply's intake stores (bridge/conversation.py), here on JSON events: the
-    worker joins the reply to the ticket its subject names when the client is the same."""
-    app = make_app(CONVERSATIONS)
+    app = make_app(CONVERSATIONS + MAIL_SOURCE)
     runtime = get_runtime(app)
     client = signed_in(app)
-    first = post_to(client, "api", email="mapped@example.com")
+    first = post_mail(client, mail("<a1@mapped.example>", "The printer is on fire."))
     deliver_all(runtime)
     earlier = runtime.store.queries.get_event(first)
-    assert earlier and earlier["ticket_id"]
+    assert earlier and earlier["status"] == "delivered"
     ticket = earlier["ticket_id"]
 
-    def as_reply(event_id: str, sender: str) -> None:
-        event = runtime.store.queries.get_event(event_id)
-        assert event and event["plan"]
-        reply = {"references": ["<a1@mapped.example>"], "ticket_ref": ticket, "sender": sender, "text": "Thanks!"}
-        with runtime.store.engine.begin() as conn:
-            conn.execute(update(events).where(events.c.id == event_id).values(plan={**event["plan"], "reply": reply}))
-
-    joined = post_to(client, "api", email="mapped@example.com", subject=f"Re: Printer [#{ticket}]", message="> old")
-    stranger = post_to(client, "api", email="stranger@example.net", subject=f"Re: Printer [#{ticket}]")
-    as_reply(joined, "mapped@example.com")
-    as_reply(stranger, "stranger@example.net")
+    quoted = "Thanks, it works.\n\nOn Mon, 1 Dec 2026 at 10:00, Support wrote:\n> Try turning it off.\n"
+    reply = {"subject": f"Re: Printer [#{ticket}]", "In_Reply_To": "<a1@mapped.example>"}
+    joined = post_mail(client, mail("<a2@mapped.example>", quoted, **reply))
+    stranger = post_mail(client, mail("<s1@example.net>", "Me too!", "Sam <sam@example.net>", **reply))
     pending = page(client, f"/admin/events/{joined}")
     assert "delivery joins that mail's ticket when the bridge has it and the client is the same" in pending
     deliver_all(runtime)
 
     html = page(client, f"/admin/events/{joined}")
-    assert text_of(html, "thread") == (
-        f"This reply joined ticket {ticket} , made for the earlier event {first} ."
-        f" Answers <a1@mapped.example> Subject names ticket [#{ticket}]"
-    )
+    thread = text_of(html, "thread")
+    assert thread.startswith(f"This reply joined ticket {ticket} , made for the earlier event {first} .")
+    assert thread.endswith(f"Subject names ticket [#{ticket}]")
     assert f'<a href="/admin/events/{first}"><code>{first}</code></a>' in html
     assert text_of(html, "step-ticket") == f"ticket done joined ticket {ticket} of event {first} —"
-    assert "Message on the joined ticket" in html and '<pre class="text">Thanks!</pre>' in html
-    assert len(sandbox.sandbox.tickets) == 2  # the first event's, and the stranger's own
+    assert "Message on the joined ticket" in html and '<pre class="text">Thanks, it works.</pre>' in html
+    texts = {m.id: m.message for m in sandbox.sandbox.messages_of(ticket)}
+    assert texts[int(text_of(html, "message-id"))] == "Thanks, it works."  # the id shown is the one SPP gave
 
     own = page(client, f"/admin/events/{stranger}")
     assert "did not match to a ticket of the same client (or knows nothing of): it opened a ticket of its own" in own
-    assert "First message" in own and '<pre class="text">It is on fire</pre>' in own
+    assert "First message" in own and '<pre class="text">Me too!</pre>' in own
+    assert len(sandbox.sandbox.tickets) == 2  # the first mail's, and the stranger's own
 
 
 def test_try_it_shows_the_client_ticket_and_message_calls(make_app: AppFactory, sandbox) -> None:
@@ -641,6 +652,18 @@ def test_try_it_shows_the_client_ticket_and_message_calls(make_app: AppFactory, 
     assert get_runtime(app).store.queries.count_by_status() == {}
 
 
+def test_try_it_shows_what_a_reply_would_post_on_the_ticket_it_names(make_app: AppFactory, sandbox) -> None:
+    app = make_app(CONVERSATIONS + MAIL_SOURCE)
+    quoted = "Thanks, it works.\n\nOn Mon, 1 Dec 2026 at 10:00, Support wrote:\n> Try turning it off.\n"
+    sample = mail("<a2@mapped.example>", quoted, subject="Re: Printer [#77]").decode()
+    html = try_it(signed_in(app), "mail", sample, "message/rfc822")
+    assert "If it joins an earlier ticket" in html
+    assert "<dt>Subject names</dt><dd>ticket [#77]</dd>" in html
+    assert '<pre class="result ok">Thanks, it works.</pre>' in html  # the quote cut
+    assert "&#34;message&#34;: &#34;Thanks, it works.\\n\\nOn Mon" in html  # a ticket of its own: the whole mail
+    assert sandbox.sandbox.requests_seen == 0
+
+
 def test_try_it_lists_the_files_the_message_would_carry(make_app: AppFactory) -> None:
     app = make_app(CONVERSATIONS)
     raw = json.dumps({"q4_email": "mapped@example.com", "q5_message": "See the file"})
@@ -662,8 +685,7 @@ def test_try_it_lists_the_files_the_message_would_carry(make_app: AppFactory) ->
 
 
 def test_sources_page_shows_each_sources_delivery_options(make_app: AppFactory) -> None:
-    mail = "  mail: {kind: email, secret: mail-secret-0123456789, threading: false}\n"
-    app = make_app(CONVERSATIONS + mail)
+    app = make_app(CONVERSATIONS + MAIL_SOURCE.replace("}", ", threading: false}"))
     html = page(signed_in(app), "/admin/sources")
 
     def options(name: str) -> list[str]:
