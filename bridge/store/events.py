@@ -267,8 +267,20 @@ def _row(new: NewEvent) -> dict[str, Any]:
         "plan": new.plan,
         "client_id": new.client_id,
         "client_how": new.client_how,
-        "email_message_id": (new.email_message_id or "")[:255] or None,
+        "email_message_id": _storable(new.email_message_id),
     }
+
+
+def _storable(text: str | None) -> str | None:
+    """A Message-ID as the indexed column can hold it: text PostgreSQL takes (no NUL, no lone
+    surrogate) within 255 characters; anything else is no Message-ID a reply could name."""
+    if not text or len(text) > 255 or "\x00" in text:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return text
 
 
 def _file_row(event_id: str, number: int, attachment: Attachment) -> dict[str, Any]:

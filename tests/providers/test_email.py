@@ -35,12 +35,14 @@ from tests.providers.helpers import (
 TOKEN = "mail-token-5Jq0c3YVwz8RkT2m"
 SOURCES = (
     CLIENTS
-    + f"""sources:
+    + f"""sources:  # message: false keeps the body in the note, where these tests read it
   mail:
     kind: email
+    message: false
     secret: {TOKEN}
   threads:
     kind: email
+    message: false
     secret: {TOKEN}
     ticket:
       subject: "[mail] {{{{ subject }}}}"
