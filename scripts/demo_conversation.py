@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
+from urllib.parse import unquote
 
 import requests
 
@@ -93,7 +94,7 @@ def main() -> int:
     print(f"  Demo: two emails from Alice became ticket {ticket_id} in the sandbox ({ticket['subject']!r}):")
     for number, message in enumerate(sorted(ticket["messages"], key=lambda m: m["id"]), 1):
         first_line = message["message"].splitlines()[0] if message["message"] else ""
-        files = ", ".join(url.rsplit("/", 1)[-1] for url in message.get("files") or []) or "no files"
+        files = ", ".join(unquote(url.rsplit("/", 1)[-1]) for url in message.get("files") or []) or "no files"
         print(f"    message {number} by user {message['user_id']}: {first_line!r} ({files})")
     joined = "joined it" if second_event.get("thread_of") == first_event["id"] else "did NOT join it"
     print(f"    the reply ({second_event['id']}) {joined}: thread_of {second_event.get('thread_of')}")
