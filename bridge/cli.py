@@ -15,7 +15,7 @@ from bridge.errors import BridgeError, ConfigError
 from bridge.providers import PROVIDERS
 from bridge.replay import replay_event
 from bridge.runtime import get_runtime
-from bridge.sources import open_source_warning
+from bridge.sources import Source, open_source_warning
 from bridge.status import Status
 from bridge.store import DeliveryQueue, Store
 
@@ -133,7 +133,7 @@ def sandbox_command(host: str, port: int, token: str, latency_ms: int, fail_rate
     help="Public URL of the web process, e.g. https://my-bridge.herokuapp.com [env: BRIDGE_PUBLIC_URL]",
 )
 def check_command(base_url: str | None) -> None:
-    """Validate the configuration and print each source's URL.
+    """Validate the configuration and print each source's URL, sender set-up and delivery options.
 
     The configuration is loaded (and refused, with one line) before this runs.
     """
@@ -145,7 +145,21 @@ def check_command(base_url: str | None) -> None:
         secret = "with secret" if source.secret else "no secret"
         click.echo(f"  {source.name:<20} {source.kind:<10} {url}  ({secret})")
         click.echo(f"      sender: {PROVIDERS[source.kind].sender_setup.format(url=url)}")
+        click.echo(f"      delivery: {_delivery_options(source)}")
     for source in runtime.sources.open_sources():
         click.echo(f"warning: {open_source_warning(source)}", err=True)
     if not runtime.settings.spp_api_url:
         click.echo("warning: SPP_API_URL is not set; web and worker will refuse to start", err=True)
+
+
+def _delivery_options(source: Source) -> str:
+    """The source's conversation keys as the sources file spells them (``threading`` matters
+    for email kinds only)."""
+    threading = str(source.threading).lower() + ("" if PROVIDERS[source.kind].threads else " (email kinds only)")
+    options = {
+        "client_lookup": str(source.client_lookup).lower(),
+        "create_clients": str(source.create_clients).lower(),
+        "message": str(source.message).lower(),
+        "threading": threading,
+    }
+    return ", ".join(f"{key}: {value}" for key, value in options.items())

@@ -91,11 +91,23 @@ events = Table(
     Column("received_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("delivered_at", UTCDateTime()),
+    # the conversation (docs/conversations.md): what delivery does besides the ticket, decided at
+    # intake ("plan": the client to look up or create, the message and files, the mail it answers),
+    # and what each step has done so far
+    Column("plan", JSON),
+    Column("client_id", BigInteger),  # the SPP client the ticket belongs to (its user_id)
+    Column("client_how", String(20)),  # a ClientHow: mapped, default, found, created
+    Column("spp_message_id", BigInteger),
+    Column("thread_of", String(40)),  # the earlier event whose ticket this follow-up joined
+    Column("email_message_id", String(255)),  # the Message-ID of an email event, for its replies
     UniqueConstraint("source", "dedupe_key"),
     # what a worker claims next, in order (partial: only waiting events), and the leases to check.
     # No index leads with status: SQLite's planner would take it for claims and sort every due event.
     Index("ix_events_due", "next_attempt_at", sqlite_where=DUE_WHERE, postgresql_where=DUE_WHERE),
     Index("ix_events_leases", "lease_expires_at", sqlite_where=LEASED_WHERE, postgresql_where=LEASED_WHERE),
+    # a reply names the Message-ID it answers, or "[#<ticket id>]" in its subject
+    Index("ix_events_email_message_id", "email_message_id"),
+    Index("ix_events_ticket_id", "ticket_id"),
 )
 
 attempts = Table(
@@ -113,6 +125,37 @@ attempts = Table(
     Column("ticket_id", BigInteger),
     Column("spp_request_id", String(120)),
     Column("response_excerpt", Text),
+    Column("step", String(20), nullable=False, default="ticket"),  # a Step: client, ticket, message
+    Column("client_id", BigInteger),
+    Column("message_id", BigInteger),
+)
+
+
+# the files that came with an event, by their place in the message's attachment list; kept until
+# the event is delivered and its retained data is dropped (docs/conversations.md, attachments)
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("event_id", String(40), ForeignKey("events.id", ondelete="CASCADE"), primary_key=True),
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(255), nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+)
+
+
+# SPP clients by email, as looked up or created (docs/conversations.md, clients): one row per
+# address (case-folded), so one address never creates two clients. ``client_id`` NULL is a "not
+# found" that expires; ``creating_owner`` is the worker that holds the right to create it.
+clients = Table(
+    "clients",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("client_id", BigInteger),
+    Column("how", String(20), nullable=False),  # found, created, not_found
+    Column("checked_at", UTCDateTime(), nullable=False),
+    Column("creating_owner", String(120)),
+    Column("creating_until", UTCDateTime()),
 )
 
 

@@ -17,15 +17,15 @@ from typing import Any
 
 from werkzeug import Request
 
+from bridge.conversation import Delivery, delivery_calls, plan_delivery
 from bridge.errors import MappingFailed, RateLimited, Unauthorized, UnknownSource, Unmappable
 from bridge.message import InboundMessage
 from bridge.metrics import ACCEPTED, DUPLICATES
 from bridge.providers import PROVIDERS
 from bridge.runtime import Runtime
-from bridge.sources import Source, SourcesConfig
+from bridge.sources import Source
 from bridge.status import Status
 from bridge.store import Added, NewEvent, OneTimeToken, RateCheck, RateExceeded, ReplayedToken
-from bridge.tickets import build_ticket_request
 
 RATE_KEY_LENGTH = 255  # rate_counters.key is varchar(255)
 
@@ -42,10 +42,10 @@ class Received:
 
 @dataclass(frozen=True)
 class Mapped:
-    """A message's first status: queued with its ticket request, or why it makes no ticket."""
+    """A message's first status: queued with its delivery (ticket request and plan), or why it makes no ticket."""
 
     status: Status
-    ticket_request: dict[str, Any] | None = None
+    delivery: Delivery | None = None
     failure: MappingFailed | None = None
 
 
@@ -64,17 +64,32 @@ def find_source(runtime: Runtime, source_name: str) -> Source:
 def map_message(
     message: InboundMessage,
     source: Source,
-    sources: SourcesConfig,
+    runtime: Runtime,
     received_at: datetime,
     event_id: str | None = None,
 ) -> Mapped:
-    """Discarded when the provider said so (auto-reply, spam), else the source's ticket mapping."""
+    """Discarded when the provider said so (auto-reply, spam), else the source's mapping."""
     if message.discard_reason:
         return Mapped(Status.DISCARDED, failure=MappingFailed(Status.DISCARDED, message.discard_reason))
     try:
-        return Mapped(Status.QUEUED, build_ticket_request(message, source, sources, received_at, event_id))
+        return Mapped(Status.QUEUED, plan_event(runtime, message, source, received_at, event_id))
     except MappingFailed as exc:
         return Mapped(Status.FAILED, failure=exc)
+
+
+def plan_event(
+    runtime: Runtime, message: InboundMessage, source: Source, received_at: datetime, event_id: str | None
+) -> Delivery:
+    """The ticket request and conversation plan of ``message``; raises MappingFailed."""
+    return plan_delivery(
+        message,
+        source,
+        runtime.sources,
+        received_at,
+        event_id,
+        max_attachment_bytes=runtime.settings.max_attachment_bytes,
+        threads=PROVIDERS[source.kind].threads,
+    )
 
 
 def accept(runtime: Runtime, source: Source, message: InboundMessage, received: Received) -> Added:
@@ -86,17 +101,19 @@ def accept(runtime: Runtime, source: Source, message: InboundMessage, received: 
     """
     message = _scrubbed(message, source)
     event_id, received_at = new_event_id(), datetime.now(UTC)
-    mapped = map_message(message, source, runtime.sources, received_at, event_id)
+    mapped = map_message(message, source, runtime, received_at, event_id)
     new = NewEvent(
         id=event_id,
         source=source.name,
         status=mapped.status,
         message=message,
-        ticket_request=mapped.ticket_request,
+        ticket_request=mapped.delivery.ticket_request if mapped.delivery else None,
         last_error=_last_error(mapped),
         received_at=received_at,
         request_id=received.request_id,
         **_kept_request(source, message, received),
+        **_conversation(mapped.delivery),
+        email_message_id=message.message_id if PROVIDERS[source.kind].threads else None,
     )
     try:
         added = runtime.store.events.add(new, _one_time_token(message, source), rate_check(source, message, received))
@@ -125,12 +142,26 @@ def preview(runtime: Runtime, source: Source, request: Request) -> dict[str, Any
 
     Raises the hook's own errors, or Unmappable when no ticket would be made.
     """
+    mapped = _preview(runtime, source, request)
+    assert mapped.delivery is not None
+    return mapped.delivery.ticket_request
+
+
+def preview_calls(runtime: Runtime, source: Source, request: Request) -> dict[str, Any]:
+    """The requests delivery would make to SPP for ``request``, in order, none of them made:
+    the client look-up (and creation), the ticket, the message with its files. A reply is shown
+    as a new ticket: whether it joins an earlier one is known only at delivery."""
+    mapped = _preview(runtime, source, request)
+    assert mapped.delivery is not None
+    return delivery_calls(mapped.delivery)
+
+
+def _preview(runtime: Runtime, source: Source, request: Request) -> Mapped:
     message = _scrubbed(PROVIDERS[source.kind].read(request, source, verify=False), source)
-    mapped = map_message(message, source, runtime.sources, datetime.now(UTC))
+    mapped = map_message(message, source, runtime, datetime.now(UTC))
     if mapped.failure is not None:
         raise Unmappable(mapped.failure, f"it would be stored as {mapped.status}")
-    assert mapped.ticket_request is not None
-    return mapped.ticket_request
+    return mapped
 
 
 def _scrubbed(message: InboundMessage, source: Source) -> InboundMessage:
@@ -167,6 +198,17 @@ def _one_time_token(message: InboundMessage, source: Source) -> OneTimeToken | N
     if not message.replay_token:
         return None
     return OneTimeToken(message.replay_token, PROVIDERS[source.kind].token_ttl_seconds)
+
+
+def _conversation(delivery: Delivery | None) -> dict[str, Any]:
+    if delivery is None:
+        return {}
+    return {
+        "plan": delivery.plan,
+        "client_id": delivery.client_id,
+        "client_how": delivery.client_how,
+        "files": delivery.files,
+    }
 
 
 def _kept_request(source: Source, message: InboundMessage, received: Received) -> dict[str, Any]:

@@ -12,7 +12,18 @@ from typing import Any
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s evt=%(event_id)s] %(message)s"
 # fields a log call may add with extra= that the JSON lines carry as their own keys
-JSON_EXTRAS = ("source", "status", "method", "path", "duration_ms", "attempt", "outcome", "http_status", "ticket_id")
+JSON_EXTRAS = (
+    "source",
+    "status",
+    "method",
+    "path",
+    "duration_ms",
+    "attempt",
+    "step",
+    "outcome",
+    "http_status",
+    "ticket_id",
+)
 REDACTED = "[REDACTED]"
 # C0 controls (newline and tab included), DEL and C1 controls: a sender-chosen path or field must
 # not start a forged line or reach an operator's terminal as an escape sequence

@@ -63,16 +63,26 @@ class InboundMessage:
     replay_token: str | None = None
 
     def scrubbed(self, secrets: list[str]) -> InboundMessage:
-        """A copy with every ``secrets`` value replaced in its text, fields and attachment names:
+        """A copy with every ``secrets`` value replaced in its text, fields, references and attachment names and links:
         a sender that echoes our secret in its payload must not spread it to SPP or the admin page."""
         if not secrets:
             return self
-        texts = {name: scrub(value, secrets) for name in _NAMES if isinstance(value := getattr(self, name), str)}
+        texts: dict[str, Any] = {
+            name: scrub(value, secrets) for name in _NAMES if isinstance(value := getattr(self, name), str)
+        }
         attachments = [
-            replace(a, name=scrub(a.name, secrets), content_type=scrub(a.content_type, secrets))
+            replace(
+                a,
+                name=scrub(a.name, secrets),
+                content_type=scrub(a.content_type, secrets),
+                url=scrub(a.url, secrets) if a.url is not None else None,
+            )
             for a in self.attachments
         ]
-        return replace(self, **texts, fields=scrub_data(self.fields, secrets), attachments=attachments)
+        references = [scrub(r, secrets) for r in self.references]
+        return replace(
+            self, **texts, fields=scrub_data(self.fields, secrets), attachments=attachments, references=references
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON; shallow (``fields`` is shared, not copied), as it is only serialized."""
@@ -103,7 +113,9 @@ class InboundMessage:
         data = expand_stored(data)
         known = {f.name for f in fields(cls)} - {"attachments"}
         known_file = {f.name for f in fields(Attachment)} - {"content"}
-        attachments = [Attachment(**{k: v for k, v in a.items() if k in known_file}) for a in data.get("attachments") or []]
+        attachments = [
+            Attachment(**{k: v for k, v in a.items() if k in known_file}) for a in data.get("attachments") or []
+        ]
         return cls(**{k: v for k, v in data.items() if k in known}, attachments=attachments)
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from bridge.errors import BridgeError, MappingFailed, Unmappable
+from bridge.intake import plan_event
 from bridge.message import InboundMessage
 from bridge.runtime import Runtime
 from bridge.status import REPLAYABLE, Status
-from bridge.tickets import build_ticket_request
 
 
 class UnknownEvent(BridgeError):
@@ -32,19 +34,36 @@ def replay_event(runtime: Runtime, event_id: str, force: bool = False) -> Status
     if found is None:
         raise UnknownEvent(f"no event {event_id!r}")
     source_name, message, received_at = found
-    allowed = (*REPLAYABLE, Status.DELIVERED) if force else REPLAYABLE
     source = runtime.sources.sources.get(source_name)
     now = datetime.now(UTC)
     try:
         if source is None:
             raise MappingFailed("unknown_source", f"source {source_name!r} is no longer in the sources file")
-        request = build_ticket_request(_mappable(message), source, runtime.sources, received_at, event_id)
+        message = _with_files(runtime, event_id, _mappable(message))
+        delivery = plan_event(runtime, message, source, received_at, event_id)
     except MappingFailed as exc:
         raise _mapping_failed(runtime, event_id, exc, force, now) from None
-    if not runtime.store.events.requeue(event_id, allowed, request, now):
+    requeue = functools.partial(
+        runtime.store.events.requeue,
+        event_id,
+        ticket_request=delivery.ticket_request,
+        now=now,
+        plan=delivery.plan,
+        client=(delivery.client_id, delivery.client_how),
+    )
+    if not requeue(REPLAYABLE) and not (force and requeue([Status.DELIVERED], restart=True)):
         raise _conflict(runtime, event_id, force)
     runtime.wake.set()
     return Status.QUEUED
+
+
+def _with_files(runtime: Runtime, event_id: str, message: InboundMessage) -> InboundMessage:
+    """The message with the bytes of its stored files, which the stored message does not hold."""
+    stored = runtime.store.events.files_of(event_id)
+    if not stored:
+        return message
+    files = [replace(a, content=stored[n]) if n in stored else a for n, a in enumerate(message.attachments)]
+    return replace(message, attachments=files)
 
 
 def _mappable(message: InboundMessage | None) -> InboundMessage:

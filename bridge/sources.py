@@ -69,6 +69,11 @@ class Source:
     options: dict[str, Any] = field(default_factory=dict)
     max_body_bytes: int | None = None  # None: BRIDGE_MAX_BODY_BYTES alone
     rate_limit: RateLimit | None = None
+    # the conversation (docs/conversations.md); the file's top-level values where the source sets none
+    client_lookup: bool = True  # look the sender up among SPP's clients
+    create_clients: bool = False  # create an SPP client for a sender SPP does not have
+    message: bool = True  # post the sender's words as the ticket's first message (False: in the note)
+    threading: bool = True  # an email reply joins the ticket of the mail it answers
 
     @property
     def is_open(self) -> bool:
@@ -82,6 +87,8 @@ class SourcesConfig:
     sources: dict[str, Source]
     clients: dict[str, int] = field(default_factory=dict)
     default_user_id: int | None = None
+    client_lookup: bool = True
+    create_clients: bool = False
 
     def secrets(self) -> list[str]:
         return [s.secret for s in self.sources.values() if s.secret]
@@ -133,6 +140,10 @@ class _SourceSchema(Schema):
     # checked by _max_body_bytes and _rate_limit below, for messages that say what to write
     max_body_bytes = fields.Raw(allow_none=True)
     rate_limit = fields.Raw(allow_none=True)
+    client_lookup = fields.Boolean()
+    create_clients = fields.Boolean()
+    message = fields.Boolean()
+    threading = fields.Boolean()
 
 
 class _DefaultsSchema(Schema):
@@ -148,6 +159,8 @@ class _FileSchema(Schema):
 
     defaults = fields.Nested(_DefaultsSchema)
     clients = _ClientMap()
+    client_lookup = fields.Boolean()
+    create_clients = fields.Boolean()
     sources = fields.Dict(keys=fields.String(), values=fields.Raw(), required=True)
 
 
@@ -164,12 +177,16 @@ def load_sources(
         raise ConfigError(f"{path}: must be a mapping with a 'sources' key")
     data = expand_variables(raw, env, path)
     top = _load(_FileSchema(), data, path, ())
-    sources = {name: _source(path, name, spec, kinds, max_body_bytes) for name, spec in top["sources"].items()}
+    inherited = {key: top.get(key, default) for key, default in (("client_lookup", True), ("create_clients", False))}
+    sources = {
+        name: _source(path, name, spec, kinds, max_body_bytes, inherited) for name, spec in top["sources"].items()
+    }
     return SourcesConfig(
         path=path,
         sources=sources,
         clients=_normalize_clients(top.get("clients") or {}),
         default_user_id=top.get("defaults", {}).get("user_id"),
+        **inherited,
     )
 
 
@@ -191,7 +208,14 @@ def _first_error(messages: Any, key: tuple[str, ...] = ()) -> tuple[tuple[str, .
     return key, str(messages)
 
 
-def _source(path: str, name: str, spec: Any, kinds: Mapping[str, KindInfo], max_body_bytes: int | None) -> Source:
+def _source(
+    path: str,
+    name: str,
+    spec: Any,
+    kinds: Mapping[str, KindInfo],
+    max_body_bytes: int | None,
+    inherited: Mapping[str, bool],
+) -> Source:
     where = ("sources", name)
     if not SOURCE_NAME.match(name):
         raise ConfigError(f"{path}: sources.{name}: a source name may hold letters, digits, '_', '-', '.'")
@@ -213,6 +237,12 @@ def _source(path: str, name: str, spec: Any, kinds: Mapping[str, KindInfo], max_
     if loaded.get("redirect") and loaded["kind"] != "form":
         raise ConfigError(f"{path}: sources.{name}.redirect: only 'form' sources redirect")
     clients = loaded.get("clients")
+    lookup = loaded.get("client_lookup", inherited["client_lookup"])
+    if loaded.get("create_clients", inherited["create_clients"]) and not lookup:
+        raise ConfigError(
+            f"{path}: sources.{name}.create_clients: needs client_lookup, which is off here"
+            " (a client is created only after SPP was asked whether it has one)"
+        )
     options = {k: spec[k] for k in kind.options if k in spec}
     try:
         kind.validate_options(options)
@@ -228,6 +258,10 @@ def _source(path: str, name: str, spec: Any, kinds: Mapping[str, KindInfo], max_
         options=options,
         max_body_bytes=_max_body_bytes(f"{path}: sources.{name}.max_body_bytes", spec, max_body_bytes),
         rate_limit=_rate_limit(f"{path}: sources.{name}.rate_limit", spec),
+        client_lookup=loaded.get("client_lookup", inherited["client_lookup"]),
+        create_clients=loaded.get("create_clients", inherited["create_clients"]),
+        message=loaded.get("message", True),
+        threading=loaded.get("threading", True),
         **{k: loaded.get(k) for k in FIELD_KEYS},
     )
 

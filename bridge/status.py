@@ -42,3 +42,21 @@ class PauseReason(StrEnum):
     """Why delivery is paused for every worker (``delivery_state.reason``)."""
 
     TOKEN_REFUSED = "token_refused"  # SPP answers 401 or 403 to the API token
+
+
+class Step(StrEnum):
+    """What one request to SPP was for (``attempts.step``): an event is delivered in up to three
+    steps, each recorded on its own (docs/conversations.md)."""
+
+    CLIENT = "client"  # look the sender up among SPP's clients, or create the client
+    TICKET = "ticket"
+    MESSAGE = "message"  # the ticket's first message, or a follow-up's message on an earlier ticket
+
+
+class ClientHow(StrEnum):
+    """How an event's client was found (``events.client_how``)."""
+
+    MAPPED = "mapped"  # the sources file: ticket.user_id, or a clients map
+    FOUND = "found"  # SPP's client with the sender's email (looked up now or earlier)
+    CREATED = "created"  # a new SPP client, made for this sender
+    DEFAULT = "default"  # defaults.user_id

@@ -14,7 +14,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from bridge.errors import ConfigError
 
-TICKET_KEYS = ("user_id", "subject", "note", "tags", "employees", "status", "order", "metadata")
+TICKET_KEYS = ("user_id", "subject", "note", "message", "tags", "employees", "status", "order", "metadata")
 LIST_KEYS = ("tags", "employees")
 INTEGER_KEYS = ("user_id", "status", "employees")  # employees: each item
 # What a rendered integer key may be: ASCII digits only, and few enough that int() never hits

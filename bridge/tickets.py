@@ -45,20 +45,45 @@ def build_ticket_request(
     received_at: datetime,
     event_id: str | None = None,
 ) -> dict[str, Any]:
-    """Render the source's ``ticket`` mapping into a validated StoreTicketRequest.
+    """Render the source's ``ticket`` mapping into a validated StoreTicketRequest, the client
+    resolved from the sources file alone and the body in the note (a source with ``message: false``).
 
     Raises :class:`MappingFailed` (``unresolved_user``, ``template_error`` or
     ``invalid_ticket_request``); the caller stores the event as failed with that reason.
     """
+    rendered = render_ticket(message, source, received_at)
+    user_id = mapped_user_id(rendered, message, source, config)
+    if user_id is None:
+        user_id = default_user_id(message, config)
+    return ticket_request(rendered, message, source, user_id, event_id)
+
+
+def render_ticket(message: InboundMessage, source: Source, received_at: datetime) -> dict[str, Any]:
+    """The source's ``ticket`` templates rendered for ``message``; raises MappingFailed (``template_error``)."""
     context = template_context(message, source, received_at)
-    rendered = {key: _render(value, context, key) for key, value in source.ticket.items()}
+    return {key: _render(value, context, key) for key, value in source.ticket.items()}
+
+
+def ticket_request(
+    rendered: dict[str, Any],
+    message: InboundMessage,
+    source: Source,
+    user_id: int | None,
+    event_id: str | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """The StoreTicketRequest of a rendered mapping. ``user_id`` None: the client is found at
+    delivery, which adds it. ``note``: the note when the source's ``ticket.note`` is not set
+    (default: the body with the sender on its first line, as a source with ``message: false`` sends it).
+    """
     request: dict[str, Any] = {
-        "user_id": _user_id(rendered.get("user_id"), message, source, config),
+        "user_id": 0 if user_id is None else user_id,
         "subject": _text(rendered.get("subject")) or _text(message.subject) or f"{source.name} submission",
     }
-    note = (
-        capped_note(_text(rendered["note"]), "", event_id) if "note" in rendered else _default_note(message, event_id)
-    )
+    if "note" in rendered:
+        note = capped_note(_text(rendered["note"]), "", event_id)
+    elif note is None:
+        note = _default_note(message, event_id)
     if note:
         request["note"] = note
     if _text(rendered.get("status")):
@@ -79,6 +104,8 @@ def build_ticket_request(
     errors = validate_ticket_request(request)
     if errors:
         raise MappingFailed("invalid_ticket_request", f"StoreTicketRequest refused: {errors}")
+    if user_id is None:
+        del request["user_id"]
     return request
 
 
@@ -112,22 +139,35 @@ def _integer(value: Any, key: str) -> int:
     return int(text)
 
 
-def _user_id(rendered: Any, message: InboundMessage, source: Source, config: SourcesConfig) -> int:
-    """Resolve the SPP user in the order of docs/behaviour.md section 3: template, source clients,
-    clients, default."""
-    if isinstance(rendered, int) and not isinstance(rendered, bool):
-        return rendered
-    if INTEGER_TEXT.match(_text(rendered)):
-        return int(_text(rendered))
+def mapped_user_id(
+    rendered: dict[str, Any], message: InboundMessage, source: Source, config: SourcesConfig
+) -> int | None:
+    """The client the sources file names (docs/conversations.md, clients): ``ticket.user_id`` when
+    it renders to an integer, the source's ``clients``, the top-level ``clients``; else None."""
+    value = rendered.get("user_id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if INTEGER_TEXT.match(_text(value)):
+        return int(_text(value))
     email = (message.email or "").strip().lower()
     for clients in (source.clients, config.clients):
         found = lookup_client(clients or {}, email)
         if found is not None:
             return found
+    return None
+
+
+def default_user_id(message: InboundMessage, config: SourcesConfig) -> int:
+    """``defaults.user_id``, the last resort; MappingFailed (``unresolved_user``) without one."""
     if config.default_user_id is not None:
         return config.default_user_id
-    who = email or "a sender without an email address"
-    raise MappingFailed("unresolved_user", f"no client matches {who} and the sources file sets no defaults.user_id")
+    raise unresolved_user(message.email)
+
+
+def unresolved_user(email: str | None, looked_up: bool = False) -> MappingFailed:
+    who = (email or "").strip().lower() or "a sender without an email address"
+    where = "no client in SPP or the sources file" if looked_up else "no client"
+    return MappingFailed("unresolved_user", f"{where} matches {who} and the sources file sets no defaults.user_id")
 
 
 def lookup_client(clients: dict[str, int], email: str) -> int | None:

@@ -27,8 +27,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from bridge.metrics import ATTEMPTS, DELIVERY_SECONDS, FINISHED
 from bridge.retry import Decision, RetryPolicy, decide
 from bridge.spp_client import Outcome, SppClient
-from bridge.status import AttemptOutcome, Status
-from bridge.store.queue import DEFAULT_PROBE_SECONDS, NOTIFY_CHANNEL, Claim, DeliveryQueue, resumed_window_start
+from bridge.status import AttemptOutcome, Status, Step
+from bridge.steps import StepResult, Steps
+from bridge.store.queue import (
+    DEFAULT_PROBE_SECONDS,
+    NOTIFY_CHANNEL,
+    Claim,
+    DeliveryQueue,
+    resumed_window_start,
+    step_in_flight,
+)
 
 log = logging.getLogger("bridge.worker")
 
@@ -65,6 +73,7 @@ class Worker:
         self.probe_seconds = probe_seconds
         self.wake = wake or threading.Event()
         self.owner = worker_name()
+        self.steps = Steps(client, queue.clients, queue.threads, self.owner, lease_seconds)
         self.stopping = threading.Event()
         self._inbox: Queue[Claim | None] = Queue()
         self._lock = threading.Lock()
@@ -160,38 +169,47 @@ class Worker:
                 claim = taken
 
     def deliver(self, claim: Claim) -> Claim | None:
-        """Send one claimed event and record the outcome; answer the next event this thread leased."""
+        """Carry one claimed event through its remaining steps (bridge/steps.py), recording each
+        request; answer the next event this thread leased."""
         if self.stopping.is_set():
             self.queue.release(claim, utcnow())
             return None
-        outcome = self.client.create_ticket(claim.ticket_request, claim.request_id)
+        run = self.steps.start(claim)
+        while True:
+            result = run.next(utcnow())
+            if result.outcome is None:
+                self._settle(claim, result)
+                return None
+            outcome = result.outcome
+            if outcome.ok and not result.final:
+                self._observe(claim, result.step, outcome, AttemptOutcome.DELIVERED)
+                if not self.queue.step_done(claim, outcome, result.step, result.changes, utcnow(), self.lease_seconds):
+                    log.warning(
+                        "lease on %s was lost after its %s step", claim.event_id, result.step, extra=_extra(claim)
+                    )
+                    return None
+                if self.stopping.is_set():  # the next step is for another worker
+                    self.queue.release(claim, utcnow())
+                    return None
+                continue
+            return self._conclude(claim, result)
+
+    def _conclude(self, claim: Claim, result: StepResult) -> Claim | None:
+        """Record the request that ends this claim: the last step done, or a step that failed."""
+        outcome = result.outcome
+        assert outcome is not None
+        if outcome.ok:
+            claim.changes.update({k: v for k, v in result.changes.items() if v is not None})
+        elif outcome.error:
+            outcome.error = f"{result.step}: {outcome.error}"
         now = utcnow()
         window_start = claim.retry_window_start
         if claim.paused_since is not None:  # a probe: the time paused does not count (if it ends the pause)
             window_start = resumed_window_start(window_start, claim.paused_since, now)
         decision = decide(self.policy, outcome, claim.attempt_in_window, window_start, now)
-        ATTEMPTS.labels("ambiguous" if outcome.ambiguous else outcome.result).inc()
-        DELIVERY_SECONDS.observe(outcome.duration_ms / 1000)
+        self._observe(claim, result.step, outcome, decision.status)
         if decision.status in (Status.DELIVERED, Status.FAILED):
             FINISHED.labels(decision.status).inc()
-        log.info(
-            "attempt %d for %s: %s (HTTP %s, %d ms)%s",
-            claim.attempt,
-            claim.event_id,
-            decision.status,
-            outcome.http_status or "-",
-            outcome.duration_ms,
-            f" ticket {outcome.ticket_id}" if outcome.ticket_id else f": {outcome.error}",
-            extra={
-                **_extra(claim),
-                "source": claim.source,
-                "attempt": claim.attempt,
-                "outcome": decision.status,
-                "http_status": outcome.http_status,
-                "duration_ms": outcome.duration_ms,
-                "ticket_id": outcome.ticket_id,
-            },
-        )
         if decision.token_refused:
             log.warning(
                 "SPP refuses the API token (HTTP %s): delivery paused for every worker; a probe every %g s",
@@ -201,19 +219,63 @@ class Worker:
             )
         elif claim.is_probe:
             log.info("probe for %s was not refused: delivery resumes", claim.event_id, extra=_extra(claim))
-        taken = self._record(claim, outcome, decision, now)
+        taken = self._record(claim, outcome, decision, now, result.step)
         if claim.is_probe:
             self.wake.set()  # paused or resumed: the claim loop looks again at once
         return taken
 
-    def _record(self, claim: Claim, outcome: Outcome, decision: Decision, now: datetime) -> Claim | None:
+    def _settle(self, claim: Claim, result: StepResult) -> None:
+        """A step that ends the claim without a request: wait, fail for want of a client, or done."""
+        now = utcnow()
+        if result.wait_until is not None:
+            status, reason = Status.RETRYING, result.reason or "waiting"
+        elif result.failure is not None:
+            status, reason = Status.FAILED, f"{result.step}: {result.failure}"
+            FINISHED.labels(status).inc()
+        else:
+            status, reason = Status.DELIVERED, None
+            FINISHED.labels(status).inc()
+        log.info("%s: %s%s", claim.event_id, status, f" ({reason})" if reason else "", extra=_extra(claim))
+        try:
+            if not self.queue.settle(claim, status, now, reason or "", result.wait_until):
+                log.warning("lease on %s was lost; not settled", claim.event_id, extra=_extra(claim))
+        except SQLAlchemyError:  # nothing was sent: the lease expiry hands the event on
+            log.error("could not settle %s; its lease will expire", claim.event_id, extra=_extra(claim))
+
+    def _observe(self, claim: Claim, step: Step, outcome: Outcome, status: Status | AttemptOutcome) -> None:
+        ATTEMPTS.labels("ambiguous" if outcome.ambiguous else outcome.result).inc()
+        DELIVERY_SECONDS.observe(outcome.duration_ms / 1000)
+        ids = {"ticket": outcome.ticket_id, "message": outcome.message_id, "client": outcome.client_id}
+        done = next((f" {name} {value}" for name, value in ids.items() if value), "")
+        log.info(
+            "attempt %d for %s (%s): %s (HTTP %s, %d ms)%s",
+            claim.attempt,
+            claim.event_id,
+            step,
+            status,
+            outcome.http_status or "-",
+            outcome.duration_ms,
+            done if outcome.ok else f": {outcome.error}",
+            extra={
+                **_extra(claim),
+                "source": claim.source,
+                "attempt": claim.attempt,
+                "step": str(step),
+                "outcome": str(status),
+                "http_status": outcome.http_status,
+                "duration_ms": outcome.duration_ms,
+                "ticket_id": outcome.ticket_id,
+            },
+        )
+
+    def _record(self, claim: Claim, outcome: Outcome, decision: Decision, now: datetime, step: Step) -> Claim | None:
         """Write the attempt and lease the next due event in the same transaction (none when
         stopping); keep trying while the database is away, since SPP may hold a ticket."""
         delay, give_up_at = 0.5, None
         while True:
             try:
                 next_lease = None if self.stopping.is_set() else self.lease_seconds
-                finished, taken = self.queue.record(claim, outcome, decision, now, next_lease, self.probe_seconds)
+                finished, taken = self.queue.record(claim, outcome, decision, now, next_lease, self.probe_seconds, step)
                 if not finished:
                     log.warning("lease on %s was lost; attempt recorded only", claim.event_id, extra=_extra(claim))
                 return taken
@@ -249,7 +311,9 @@ class Worker:
         lost = "worker stopped while waiting for SPP's answer"
         outcome = Outcome(AttemptOutcome.RETRYING, 0, ambiguous=True, error=lost)
         try:
-            self.queue.record(claim, outcome, Decision(Status.RETRYING, next_attempt_at=now, reason=lost), now)
+            step = step_in_flight(claim.ticket_id, claim.client_id, claim.plan)
+            decision = Decision(Status.RETRYING, next_attempt_at=now, reason=f"{step}: {lost}")
+            self.queue.record(claim, outcome, decision, now, step=step)
         except SQLAlchemyError:
             log.error("could not hand back %s; its lease will expire", claim.event_id, extra=_extra(claim))
 

@@ -32,6 +32,7 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
     embedded_worker: bool = False
     max_body_bytes: int = 10 * MIB
+    max_attachment_bytes: int = 10 * MIB  # a larger file is listed in the message, not sent
     delivery_concurrency: int = 4
     max_attempts: int = 12
     retry_base_seconds: float = 30.0
@@ -135,6 +136,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_key=_str(env, "SECRET_KEY"),
         embedded_worker=_bool(env, "BRIDGE_EMBEDDED_WORKER", False),
         max_body_bytes=_int(env, "BRIDGE_MAX_BODY_BYTES", 10 * MIB),
+        max_attachment_bytes=_int(env, "BRIDGE_MAX_ATTACHMENT_BYTES", 10 * MIB),
         delivery_concurrency=_int(env, "BRIDGE_DELIVERY_CONCURRENCY", 4),
         max_attempts=_int(env, "BRIDGE_MAX_ATTEMPTS", 12),
         retry_base_seconds=_float(env, "BRIDGE_RETRY_BASE_SECONDS", 30.0),

@@ -67,10 +67,17 @@ cat <<MSG
   Post a sample ticket request:
     curl -s -H 'X-Bridge-Token: $API_TOKEN' -H 'Content-Type: application/json' -d '{"email":"alice@example.com","name":"Alice","subject":"Hello","message":"My first ticket"}' http://127.0.0.1:$PORT/hooks/api
 
+  Post an email (its attachments go with the ticket's first message; a reply joins the ticket):
+    curl -s -H 'X-Bridge-Token: $API_TOKEN' -H 'Content-Type: message/rfc822' --data-binary @mail.eml http://127.0.0.1:$PORT/hooks/mail
+
   Then see the event with its ticket ID:
     curl -s -H 'Authorization: Bearer $BRIDGE_ADMIN_TOKEN' 'http://127.0.0.1:$PORT/api/events?source=api&limit=1'
 
   Ctrl-C stops everything.
 
 MSG
+if [[ "${BRIDGE_DEMO:-true}" == "true" && "$SPP_API_URL" == "http://127.0.0.1:$SANDBOX_PORT" ]]; then
+  "$PY" scripts/demo_conversation.py --bridge "http://127.0.0.1:$PORT" --sandbox "$SPP_API_URL" || true
+  echo
+fi
 wait -n "${pids[@]}"

@@ -72,8 +72,13 @@ SUMMARY_KEYS = {
     "received_at",
     "delivered_at",
     "next_attempt_at",
+    # docs/conversations.md: the steps besides the ticket
+    "spp_message_id",
+    "client_id",
+    "client_how",
+    "thread_of",
 }
-DETAIL_KEYS = SUMMARY_KEYS | {"ticket_request", "message", "request_id", "attempt_log"}
+DETAIL_KEYS = SUMMARY_KEYS | {"ticket_request", "message", "request_id", "plan", "attempt_log"}
 
 
 def postgres_url() -> str | None:

@@ -35,6 +35,7 @@ from tests.conftest import (
 from tests.helpers import flask_cmd, free_port, start_process, wait_for
 
 NO_DEFAULT_USER = """
+client_lookup: false
 sources:
   api:
     kind: json
@@ -197,21 +198,27 @@ def test_replay_bad_since_is_a_usage_error(app: Flask) -> None:
 
 # --- check -----------------------------------------------------------------------------
 
+EMAIL_ONLY = " (email kinds only)"  # threading, on a kind that is no email
+
 
 def test_check_lists_every_source_url(app: Flask, runtime: Runtime) -> None:
     result = bridge(app, "check")
     assert result.exit_code == 0, result.output
+    defaults = "      delivery: client_lookup: true, create_clients: false, message: true, threading: true" + EMAIL_ONLY
     assert result.stdout.splitlines() == [
         f"sources file {runtime.settings.sources_file}: 3 source(s)",
         "  api                  json       http://localhost:8000/hooks/api  (with secret)",
         "      sender: POST JSON to http://localhost:8000/hooks/api"
         " (with X-Bridge-Token: <secret>, or ?token=<secret>, when the source has one)",
+        defaults,
         "  open                 json       http://localhost:8000/hooks/open  (no secret)",
         "      sender: POST JSON to http://localhost:8000/hooks/open"
         " (with X-Bridge-Token: <secret>, or ?token=<secret>, when the source has one)",
+        defaults,
         "  contact              form       http://localhost:8000/hooks/contact  (no secret)",
         '      sender: <form method="post" action="http://localhost:8000/hooks/contact">'
         " (add ?token=<secret> when the source has a secret)",
+        defaults,
     ]
     assert result.stderr.splitlines() == [
         f"warning: source '{name}' ({kind}) has no secret: anyone can post to /hooks/{name}, and whoever sends an"
@@ -220,6 +227,29 @@ def test_check_lists_every_source_url(app: Flask, runtime: Runtime) -> None:
         for name, kind in (("open", "json"), ("contact", "form"))
     ]
     assert "api-secret" not in result.output
+
+
+def test_check_prints_what_each_source_does_at_delivery(make_app: AppFactory) -> None:
+    """The top-level client_lookup and create_clients, unless the source sets its own."""
+    app = make_app(
+        """
+        create_clients: true
+        sources:
+          api: {kind: json, secret: api-secret-0123456789abcdef}
+          notes: {kind: json, secret: api-secret-0123456789abcdef, create_clients: false, message: false}
+          offline: {kind: json, secret: api-secret-0123456789abcdef, client_lookup: false, create_clients: false}
+          mail: {kind: email, secret: mail-secret-0123456789, threading: false}
+        """
+    )
+    result = bridge(app, "check")
+    assert result.exit_code == 0, result.output
+    delivery = [line.strip() for line in result.stdout.splitlines() if line.startswith("      delivery: ")]
+    assert delivery == [
+        "delivery: client_lookup: true, create_clients: true, message: true, threading: true" + EMAIL_ONLY,
+        "delivery: client_lookup: true, create_clients: false, message: false, threading: true" + EMAIL_ONLY,
+        "delivery: client_lookup: false, create_clients: false, message: true, threading: true" + EMAIL_ONLY,
+        "delivery: client_lookup: true, create_clients: true, message: true, threading: false",
+    ]
 
 
 def test_check_uses_the_public_url(app: Flask) -> None:

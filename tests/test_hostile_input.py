@@ -16,7 +16,7 @@ import pytest
 from flask import Flask
 
 from bridge.log import REDACTED, scrub_data
-from bridge.message import InboundMessage
+from bridge.message import Attachment, InboundMessage
 from bridge.providers import PROVIDERS
 from bridge.providers.base import MAX_JSON_DEPTH
 from tests.conftest import admin_headers
@@ -149,6 +149,16 @@ def test_scrub_data_walks_any_depth_without_recursion() -> None:
     assert secret not in text and text.count(REDACTED) == 10_000 + 2
     message = InboundMessage(dedupe_key="k", fields={"deep": deep, "plain": secret})
     assert message.scrubbed([secret]).fields["plain"] == REDACTED
+
+
+def test_an_echoed_secret_is_scrubbed_from_references_and_attachments_but_not_their_bytes() -> None:
+    secret = "s3cret-value"
+    attachment = Attachment(f"{secret}.pdf", "application/pdf", 3, url=f"https://x.example/{secret}", content=b"abc")
+    message = InboundMessage(dedupe_key="k", references=[f"<{secret}@x>"], attachments=[attachment])
+    scrubbed = message.scrubbed([secret])
+    assert scrubbed.references == [f"<{REDACTED}@x>"]
+    [file] = scrubbed.attachments
+    assert (file.name, file.url, file.content) == (f"{REDACTED}.pdf", f"https://x.example/{REDACTED}", b"abc")
 
 
 def test_scrub_data_copies_ordinary_data_exactly() -> None:

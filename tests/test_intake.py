@@ -29,21 +29,21 @@ def test_event_ids_sort_by_arrival() -> None:
 
 def test_map_message_queues_discards_or_fails(runtime: Runtime) -> None:
     api = runtime.sources.sources["api"]
-    queued = map_message(InboundMessage("k1", email="alice@example.com", subject="Hi"), api, runtime.sources, NOW, "e")
+    queued = map_message(InboundMessage("k1", email="alice@example.com", subject="Hi"), api, runtime, NOW, "e")
     assert (queued.status, queued.failure) == (Status.QUEUED, None)
-    assert queued.ticket_request is not None and queued.ticket_request["user_id"] == 12
+    assert queued.delivery is not None and queued.delivery.ticket_request["user_id"] == 12
+    assert (queued.delivery.client_id, queued.delivery.client_how) == (12, "mapped")
 
     spam = InboundMessage("k2", subject="Hi", discard_reason="automatic reply (X-Autoreply)")
-    discarded = map_message(spam, api, runtime.sources, NOW)
-    assert (discarded.status, discarded.ticket_request) == (Status.DISCARDED, None)
+    discarded = map_message(spam, api, runtime, NOW)
+    assert (discarded.status, discarded.delivery) == (Status.DISCARDED, None)
     assert discarded.failure is not None and discarded.failure.detail == "automatic reply (X-Autoreply)"
 
 
 def test_map_message_fails_what_cannot_become_a_ticket(make_app: AppFactory) -> None:
-    runtime = get_runtime(make_app("sources:\n  api: {kind: json}\n"))  # no defaults.user_id, no clients
-    mapped = map_message(
-        InboundMessage("k", email="nobody@example.org"), runtime.sources.sources["api"], runtime.sources, NOW
-    )
+    # no defaults.user_id, no clients, and no look-up in SPP
+    runtime = get_runtime(make_app("client_lookup: false\nsources:\n  api: {kind: json}\n"))
+    mapped = map_message(InboundMessage("k", email="nobody@example.org"), runtime.sources.sources["api"], runtime, NOW)
     assert mapped.status == Status.FAILED
     assert mapped.failure is not None and mapped.failure.reason == "unresolved_user"
 
@@ -111,7 +111,7 @@ def test_preview_maps_without_storing(app: Flask, runtime: Runtime) -> None:
 
 
 def test_preview_of_a_message_that_makes_no_ticket_says_why(make_app: AppFactory) -> None:
-    runtime = get_runtime(make_app("sources:\n  api: {kind: json}\n"))
+    runtime = get_runtime(make_app("client_lookup: false\nsources:\n  api: {kind: json}\n"))
     request = EnvironBuilder(method="POST", json={"email": "x@example.org"}).get_request()
     with pytest.raises(Unmappable) as raised:
         preview(runtime, runtime.sources.sources["api"], request)

@@ -14,6 +14,8 @@ from flask import Flask
 from bridge.runtime import get_runtime
 from tests.conftest import deliver_all
 from tests.providers import test_cloudmailin as cloudmailin
+from tests.providers import test_jotform as jotform
+from tests.providers import test_tally as tally
 from tests.providers import test_typeform as typeform
 from tests.providers.helpers import fixture
 
@@ -50,6 +52,8 @@ def test_urls_in_payloads_are_never_fetched(make_app, sandbox, trap: str) -> Non
           quotes: {{kind: typeform, secret: {typeform.SECRET}}}
           mail: {{kind: cloudmailin, secret: "{cloudmailin.CREDENTIALS}"}}
           open: {{kind: json}}
+          support: {{kind: tally, secret: {tally.SECRET}}}
+          feedback: {{kind: jotform, secret: {jotform.TOKEN}}}
         """
     )
     upload = json.loads(fixture("typeform", "every_type.json"))
@@ -65,9 +69,20 @@ def test_urls_in_payloads_are_never_fetched(make_app, sandbox, trap: str) -> Non
     mail["plain"] = f"see {trap}/link and <img src='{trap}/pixel'>"
     assert cloudmailin.post(app, mail).status_code == 200
 
+    request = json.loads(fixture("tally", "request.json"))
+    for field in request["data"]["fields"]:
+        if field["type"] == "FILE_UPLOAD":
+            for upload in field["value"]:
+                upload["url"] = f"{trap}/tally/{upload['name']}"
+    assert tally.post(app, "support", json.dumps(request).encode()).status_code == 200
+
+    posted = fixture("jotform", "posted_file.multipart").replace(b"https:\\/\\/www.jotform.com", trap.encode())
+    assert trap.encode() in posted
+    assert jotform.post(app, "feedback", "posted_file.multipart", body=posted).status_code == 200
+
     api = {"email": "alice@example.com", "message": f"{trap}/json", "callback_url": f"{trap}/callback"}
     assert app.test_client().post("/hooks/open", json=api).status_code == 200
     deliver_all(get_runtime(app))
 
     assert Counter.hits == []
-    assert len(sandbox.sandbox.tickets) == 3
+    assert len(sandbox.sandbox.tickets) == 5

@@ -101,7 +101,7 @@ def test_two_workers_deliver_200_events_exactly_once(pg_url, env_for, own_sandbo
     tickets = own_sandbox.sandbox.tickets
     assert len(tickets) == 200
     assert sorted(t["request"]["metadata"]["bridge_event_id"] for t in tickets) == sorted(ids)
-    per_worker = [log.read_text().count("delivered (HTTP 201") for log in logs]
+    per_worker = [log.read_text().count("(ticket): delivered (HTTP 201") for log in logs]
     assert sum(per_worker) == 200 and min(per_worker) > 0, per_worker
 
 
@@ -121,10 +121,44 @@ def test_killed_worker_lease_expires_and_another_delivers(pg_url, env_for, own_s
     finally:
         assert stop(second) == 0
     log = get_runtime(app).store.queries.list_attempts(event_id)
-    assert [(a["ambiguous"], a["outcome"]) for a in log] == [(True, "retrying"), (False, "delivered")]
+    assert [(a["step"], a["ambiguous"], a["outcome"]) for a in log] == [
+        ("ticket", True, "retrying"),
+        ("ticket", False, "delivered"),
+        ("message", False, "delivered"),
+    ]
     assert "lease expired" in log[0]["error"]
     mine = [t for t in own_sandbox.sandbox.tickets if t["request"]["metadata"]["bridge_event_id"] == event_id]
     assert 1 <= len(mine) <= 2  # two only because the killed attempt reached SPP: recorded as ambiguous
+
+
+@pytest.mark.postgres
+def test_worker_killed_after_the_ticket_another_posts_only_the_message(pg_url, env_for, own_sandbox, tmp_path) -> None:
+    """SIGKILL while the message request is in flight: the ticket exists, so the next worker
+    sends only the message (docs/conversations.md, the first message)."""
+    env = env_for(pg_url, BRIDGE_LEASE_SECONDS="6", BRIDGE_SPP_READ_TIMEOUT_SECONDS="5")
+    app = app_on(env)
+    own_sandbox.sandbox.script("drop:4", endpoint="messages")  # stalls, then drops having done nothing
+    event_id = post(app)
+    first = start_process(flask_cmd("worker"), env, tmp_path / "first.log")
+    queries = get_runtime(app).store.queries
+    wait_for(lambda: (queries.get_event(event_id) or {}).get("ticket_id"), timeout=30)
+    time.sleep(0.5)  # the message request is out
+    assert stop(first, signal.SIGKILL) == -signal.SIGKILL
+    second = start_process(flask_cmd("worker"), env, tmp_path / "second.log")
+    try:
+        wait_for(lambda: status_of(app, event_id) == "delivered", timeout=30)
+    finally:
+        assert stop(second) == 0
+    [ticket] = own_sandbox.sandbox.tickets
+    [message] = own_sandbox.sandbox.messages_of(ticket["id"])
+    event = queries.get_event(event_id)
+    assert event is not None and (event["ticket_id"], event["spp_message_id"]) == (ticket["id"], message.id)
+    log = queries.list_attempts(event_id)
+    assert [(a["step"], a["ambiguous"], a["outcome"]) for a in log] == [
+        ("ticket", False, "delivered"),
+        ("message", True, "retrying"),  # the killed worker's request, as the lease expiry found it
+        ("message", False, "delivered"),
+    ]
 
 
 @pytest.mark.postgres

@@ -22,6 +22,7 @@ from tests.conftest import AppFactory, admin_headers, api_headers, deliver_all
 NO_DEFAULT_USER = """
 clients:
   alice@example.com: 12
+client_lookup: false
 sources:
   api:
     kind: json
@@ -137,12 +138,13 @@ def test_replay_a_failed_event(app: Flask, runtime: Runtime, sandbox: SandboxSer
     done = detail(client, event_id)
     assert done["status"] == "delivered"
     assert done["ticket_id"] == ticket["id"]
-    assert done["attempts"] == 2  # counting goes on across replays
+    assert done["attempts"] == 3  # counting goes on across replays
     assert done["ticket_request"] == ticket["request"]
     assert ticket["request"]["metadata"] == {"bridge_event_id": event_id}
-    assert [(a["number"], a["outcome"], a["http_status"]) for a in done["attempt_log"]] == [
-        (1, "failed", 422),
-        (2, "delivered", 201),
+    assert [(a["number"], a["step"], a["outcome"], a["http_status"]) for a in done["attempt_log"]] == [
+        (1, "ticket", "failed", 422),
+        (2, "ticket", "delivered", 201),
+        (3, "message", "delivered", 201),
     ]
 
 
@@ -154,14 +156,16 @@ def test_replay_a_discarded_event(app: Flask, runtime: Runtime, sandbox: Sandbox
     deliver_all(runtime)
     [ticket] = sandbox.sandbox.tickets
     done = detail(client, event_id)
-    assert (done["status"], done["ticket_id"], done["attempts"]) == ("delivered", ticket["id"], 1)
+    assert (done["status"], done["ticket_id"], done["attempts"]) == ("delivered", ticket["id"], 2)
     assert ticket["request"] == {
         "user_id": 12,
         "subject": "Out of office",
-        "note": "From: <alice@example.com>\n\nI am away\n\nAttachments (not forwarded):\n- cal.ics (120 B)",
+        "note": f"From <alice@example.com> via api (bridge event {event_id})",
         "tags": ["api"],
         "metadata": {"bridge_event_id": event_id},
     }
+    [message] = sandbox.sandbox.messages_of(ticket["id"])
+    assert (message.user_id, message.message) == (12, "I am away\n\nFiles:\n- cal.ics (120 B, not attached)")
 
 
 def test_stored_messages_come_back_whole() -> None:
@@ -189,9 +193,9 @@ def test_attempts_keep_counting_across_replays(app: Flask, runtime: Runtime, san
     assert replay(client, event_id).status_code == 200
     deliver_all(runtime)
     done = detail(client, event_id)
-    assert (done["status"], done["attempts"]) == ("delivered", 4)
-    assert [a["number"] for a in done["attempt_log"]] == [1, 2, 3, 4]
-    assert [a["http_status"] for a in done["attempt_log"]] == [422, 409, 409, 201]
+    assert (done["status"], done["attempts"]) == ("delivered", 5)
+    assert [a["number"] for a in done["attempt_log"]] == [1, 2, 3, 4, 5]
+    assert [a["http_status"] for a in done["attempt_log"]] == [422, 409, 409, 201, 201]
     assert len(sandbox.sandbox.tickets) == 1
 
 
@@ -216,7 +220,7 @@ def test_replay_maps_again_with_the_current_configuration(make_app: AppFactory, 
     assert detail(client, event_id)["ticket_request"] == {
         "user_id": 5,
         "subject": "Hello",
-        "note": "From: <alice@example.com>\n\nBody of Hello",
+        "note": f"From <alice@example.com> via api (bridge event {event_id})",
         "tags": ["replayed"],
         "metadata": {"bridge_event_id": event_id},
     }
@@ -254,9 +258,16 @@ def test_delivered_is_409_without_force_and_a_new_ticket_with_it(
     assert old_again == old and new["id"] != old["id"]
     assert new["request"]["metadata"]["bridge_event_id"] == event_id
     done = detail(client, event_id)
-    assert (done["status"], done["ticket_id"], done["attempts"]) == ("delivered", new["id"], 2)
+    assert (done["status"], done["ticket_id"], done["attempts"]) == ("delivered", new["id"], 4)
     assert done["spp_request_id"] == new["api_identifier"]
-    assert [(a["number"], a["ticket_id"]) for a in done["attempt_log"]] == [(1, old["id"]), (2, new["id"])]
+    assert [(a["number"], a["step"], a["ticket_id"]) for a in done["attempt_log"]] == [
+        (1, "ticket", old["id"]),
+        (2, "message", None),
+        (3, "ticket", new["id"]),
+        (4, "message", None),
+    ]
+    assert [len(sandbox.sandbox.messages_of(t["id"])) for t in (old, new)] == [1, 1]
+    assert done["spp_message_id"] == sandbox.sandbox.messages_of(new["id"])[0].id
 
 
 def test_force_also_replays_failed_events(app: Flask, runtime: Runtime, sandbox: SandboxServer) -> None:
@@ -333,7 +344,7 @@ def test_unresolved_user_fixed_by_configuration(make_app: AppFactory, sandbox: S
     assert (done["status"], done["ticket_id"], done["attempts"], done["last_error"]) == (
         "delivered",
         ticket["id"],
-        1,
+        2,
         None,
     )
 
@@ -383,7 +394,7 @@ def test_a_replay_gets_a_fresh_retry_budget(make_app: AppFactory, sandbox: Sandb
         if detail(client, event_id)["status"] == "failed":
             break
         time.sleep(0.05)
-    assert detail(client, event_id)["last_error"] == "gave up after 2 attempts; last: SPP answered 503"
+    assert detail(client, event_id)["last_error"] == "gave up after 2 attempts; last: ticket: SPP answered 503"
 
     assert replay(client, event_id).status_code == 200
     sandbox.sandbox.script(503)  # SPP still hiccups once

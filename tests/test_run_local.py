@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,37 @@ def test_a_second_run_on_a_port_in_use_stops_with_one_line(tmp_path: Path, taken
         " stop it, or choose others: make run PORT=... SANDBOX_PORT=..."
     ]
     assert not (tmp_path / "bridge.db").exists()  # not even migrated
+
+
+def test_make_run_shows_a_conversation_with_a_file_and_a_reply(tmp_path: Path) -> None:
+    """``make run`` posts two emails once it is up: the ticket's first message carries the PDF, the
+    reply is the ticket's second message (docs/conversations.md)."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHON": sys.executable,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'bridge.db'}",
+        "PORT": str(free_port()),
+        "SANDBOX_PORT": str(free_port()),
+    }
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["bash", "scripts/run-local.sh"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "the events:" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    text = log.read_text()
+    assert "Demo: two emails from Alice became ticket" in text, text[-2000:]
+    assert "message 1 by user 12: 'Hello, the invoice attached shows the wrong address.' (Rechnung März.pdf)" in text
+    assert "message 2 by user 12: 'One more thing: the order number is A-7.' (no files)" in text
+    assert ") joined it: thread_of evt_" in text

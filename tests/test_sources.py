@@ -238,7 +238,7 @@ def test_unknown_ticket_key(tmp_path: Path) -> None:
     message = error(tmp_path, text)
     assert message == (
         "F: sources.a.ticket.priority: Must be one of: "
-        "user_id, subject, note, tags, employees, status, order, metadata."
+        "user_id, subject, note, message, tags, employees, status, order, metadata."
     )
 
 
@@ -351,7 +351,8 @@ def test_empty_ticket_is_allowed(tmp_path: Path) -> None:
 
 def test_shipped_sources_file_loads() -> None:
     config = load_sources(str(ROOT / "config" / "sources.yml"), PROVIDERS, {"API_TOKEN": "t0ken"})
-    assert set(config.sources) == {"contact", "api"}
+    assert set(config.sources) == {"contact", "api", "mail"}
+    assert (config.sources["mail"].kind, config.sources["mail"].secret) == ("email", "t0ken")
     assert config.sources["api"].secret == "t0ken"
     assert config.sources["contact"].redirect == "https://example.com/thanks"
     assert config.clients == {"alice@example.com": 12, "@bigcustomer.com": 30}
@@ -581,3 +582,37 @@ def test_max_body_bytes_may_not_exceed_the_global_limit(tmp_path: Path) -> None:
         " request; a source can only lower it"
     )
     assert load_sources(path, PROVIDERS, {}, max_body_bytes=1001).sources["a"].max_body_bytes == 1001
+
+
+# --- the conversation keys (docs/conversations.md) -------------------------------------------------
+
+
+def test_conversation_keys_default_inherit_and_override(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        create_clients: true
+        sources:
+          plain: {kind: json}
+          own: {kind: json, create_clients: false, message: false, threading: false}
+          quiet: {kind: json, client_lookup: false, create_clients: false}
+        """,
+    )
+    plain, own, off = (config.sources[n] for n in ("plain", "own", "quiet"))
+    assert (config.client_lookup, config.create_clients) == (True, True)
+    assert (plain.client_lookup, plain.create_clients, plain.message, plain.threading) == (True, True, True, True)
+    assert (own.client_lookup, own.create_clients, own.message, own.threading) == (True, False, False, False)
+    assert (off.client_lookup, off.create_clients) == (False, False)
+
+
+def test_create_clients_needs_the_look_up(tmp_path: Path) -> None:
+    expected = (
+        "F: sources.api.create_clients: needs client_lookup, which is off here"
+        " (a client is created only after SPP was asked whether it has one)"
+    )
+    assert error(tmp_path, "sources:\n  api: {kind: json, create_clients: true, client_lookup: false}\n") == expected
+    assert error(tmp_path, "client_lookup: false\ncreate_clients: true\nsources:\n  api: {kind: json}\n") == expected
+    assert (
+        error(tmp_path, "sources:\n  api: {kind: json, message: maybe}\n")
+        == "F: sources.api.message: Not a valid boolean."
+    )

@@ -70,21 +70,23 @@ def test_a_10_mib_form_post_is_stored_once_and_nothing_is_lost(
     assert event["message"]["fields"] == {"name": "Anonymous visitor", "message": message}
     assert event["message"]["name"] == "Anonymous visitor"
 
-    # the note sent to SPP is capped, and says where the rest is
-    note = event["ticket_request"]["note"]
-    assert len(note.encode()) <= NOTE_MAX_BYTES
-    assert note.startswith("From: Anonymous visitor\n\nHello from the website")
-    assert note.endswith(f"the full message is in the bridge under event {event_id}]")
+    # the message sent to SPP is capped, and says where the rest is
+    text = event["plan"]["message"]["text"]
+    assert len(text.encode()) <= NOTE_MAX_BYTES
+    assert text.startswith("Hello from the website")
+    assert text.endswith(f"the full message is in the bridge under event {event_id}]")
+    assert event["ticket_request"]["note"] == f"From Anonymous visitor via contact (bridge event {event_id})"
     deliver_all(runtime)
     [ticket] = sandbox.sandbox.snapshot()["tickets"]
-    assert ticket["request"]["note"] == note
+    [posted] = sandbox.sandbox.messages_of(ticket["id"])
+    assert posted.message == text
 
     # a replay maps the stored message again: the same request, from the whole body
     assert replay_event(runtime, event_id, force=True) == "queued"
     with runtime.store.engine.connect() as conn:
         again = conn.execute(select(events.c.ticket_request).where(events.c.id == event_id)).scalar_one()
     assert again == event["ticket_request"]
-    assert json.dumps(again).count(event_id) == 2  # the note's last line and metadata.bridge_event_id
+    assert json.dumps(again).count(event_id) == 2  # the note and metadata.bridge_event_id
 
 
 def row(runtime: Runtime, event_id: str) -> dict:
@@ -122,7 +124,7 @@ def test_a_json_body_is_stored_as_its_message_alone(make_app, sandbox: SandboxSe
     deliver_all(runtime)
     assert replay_event(runtime, event_id, force=True) == "queued"
     assert row(runtime, event_id)["ticket_request"] == event["ticket_request"]
-    assert event["ticket_request"]["note"].endswith(text_.strip())
+    assert event["plan"]["message"]["text"] == text_.strip()
 
 
 def test_a_short_message_is_stored_as_before(app: Flask, runtime: Runtime) -> None:

@@ -39,10 +39,12 @@ def test_delivered_records_ticket_and_request_id(app: Flask, runtime: Runtime, s
     assert got["status"] == "delivered"
     assert got["ticket_id"] == ticket["id"]
     assert got["spp_request_id"] == ticket["api_identifier"]
-    assert got["attempts"] == 1 and got["delivered_at"] is not None and got["next_attempt_at"] is None
+    assert got["attempts"] == 2 and got["delivered_at"] is not None and got["next_attempt_at"] is None
     assert ticket["request"] == got["ticket_request"]
-    [attempt] = got["attempt_log"]
+    attempt, message = got["attempt_log"]  # the ticket, then its first message
     assert (attempt["outcome"], attempt["http_status"], attempt["ambiguous"]) == ("delivered", 201, False)
+    assert (attempt["step"], message["step"], message["outcome"]) == ("ticket", "message", "delivered")
+    assert got["spp_message_id"] == message["message_id"] == sandbox.sandbox.messages_of(ticket["id"])[0].id
 
 
 def test_503_is_retried_until_delivered(app: Flask, runtime: Runtime, sandbox) -> None:
@@ -52,9 +54,10 @@ def test_503_is_retried_until_delivered(app: Flask, runtime: Runtime, sandbox) -
         deliver_all(runtime)
         make_due(runtime, event_id)
     got = event(runtime, event_id)
-    assert got["status"] == "delivered" and got["attempts"] == 3
-    assert [a["http_status"] for a in got["attempt_log"]] == [503, 503, 201]
-    assert [a["outcome"] for a in got["attempt_log"]] == ["retrying", "retrying", "delivered"]
+    assert got["status"] == "delivered" and got["attempts"] == 4
+    assert [a["http_status"] for a in got["attempt_log"]] == [503, 503, 201, 201]
+    assert [a["outcome"] for a in got["attempt_log"]] == ["retrying", "retrying", "delivered", "delivered"]
+    assert [a["step"] for a in got["attempt_log"]] == ["ticket", "ticket", "ticket", "message"]
     assert len(sandbox.sandbox.tickets) == 1
 
 
@@ -143,8 +146,8 @@ def test_expired_lease_is_taken_over(app: Flask, runtime: Runtime, sandbox) -> N
     time.sleep(0.05)  # past the 10 ms lease
     deliver_all(runtime)
     got = event(runtime, event_id)
-    assert got["status"] == "delivered" and got["attempts"] == 2
-    lost, sent = got["attempt_log"]
+    assert got["status"] == "delivered" and got["attempts"] == 3
+    lost, sent, _message = got["attempt_log"]
     assert lost["ambiguous"] is True and "lease expired" in lost["error"]
     assert sent["outcome"] == "delivered"
 

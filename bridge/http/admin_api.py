@@ -15,10 +15,11 @@ from bridge.http.schemas import (
     EventDetailSchema,
     EventListQuerySchema,
     EventListSchema,
+    PreviewQuerySchema,
     ReplayedSchema,
     ReplayQuerySchema,
 )
-from bridge.intake import find_source, preview
+from bridge.intake import find_source, preview, preview_calls
 from bridge.replay import UnknownEvent, plausible_event_id, replay_event
 from bridge.runtime import get_runtime
 
@@ -64,7 +65,10 @@ def preview_source(source_name: str) -> Response:
     The admin token authorizes the call, so the sender's own secret or signature is not checked.
     """
     runtime = get_runtime()
-    return jsonify(preview(runtime, find_source(runtime, source_name), request))
+    source = find_source(runtime, source_name)
+    if _query(PreviewQuerySchema())["calls"]:
+        return jsonify(preview_calls(runtime, source, request))
+    return jsonify(preview(runtime, source, request))
 
 
 @admin_api.get("/events")

@@ -47,13 +47,13 @@ from wtforms.validators import DataRequired
 
 from bridge.errors import BridgeError, StoreUnavailable, TooManyAttempts, Unmappable
 from bridge.http import throttle
-from bridge.intake import preview as preview_ticket
+from bridge.intake import preview_calls
 from bridge.log import scrub
 from bridge.providers import PROVIDERS
 from bridge.replay import plausible_event_id, replay_event
 from bridge.runtime import Runtime, get_runtime
 from bridge.sources import Source
-from bridge.status import Status
+from bridge.status import ClientHow, Status, Step
 from bridge.tickets import human_size
 
 admin_page = Blueprint("admin_page", __name__, url_prefix="/admin")
@@ -119,7 +119,7 @@ def _content_types() -> list[SelectChoice]:
 class TryForm(FlaskForm):
     sample = TextAreaField("Sample body", validators=[DataRequired()])
     content_type = SelectField("Content type", choices=_content_types())
-    submit = SubmitField("Show the ticket request")
+    submit = SubmitField("Show the requests")
 
 
 # --- signing in ------------------------------------------------------------------------
@@ -293,6 +293,7 @@ def event_page(event_id: str) -> ResponseReturnValue:
     if event is None:
         return _refused(f"There is no event {event_id!r}.", 404)
     message = event["message"] or {}
+    attempts = queries.list_attempts(event_id)
     return render_template(
         "admin/event.html",
         event=event,
@@ -300,9 +301,142 @@ def event_page(event_id: str) -> ResponseReturnValue:
         sender=sender_of(message),
         fields_json=pretty(message.get("fields") or {}),
         ticket_json=pretty(event["ticket_request"]) if event["ticket_request"] else None,
-        attempts=queries.list_attempts(event_id),
+        attempts=attempts,
+        steps=delivery_steps(event, attempts),
+        client=client_view(event),
+        thread=thread_view(event),
+        first_message=message_view(event),
+        files=file_states(event, message, get_runtime().settings.max_attachment_bytes),
+        planned=bool(event["ticket_request"]),
         form=ReplayForm(formdata=None),
+        AMBIGUOUS=AMBIGUOUS,
     )
+
+
+# what the event page shows of the delivery steps (bridge/steps.py): each from the event's
+# columns, its plan and its attempts; nothing here asks SPP
+
+CLIENT_HOW = {
+    ClientHow.MAPPED: "from the sources file",
+    ClientHow.FOUND: "looked up in SPP",
+    ClientHow.CREATED: "created in SPP",
+    ClientHow.DEFAULT: "default user",
+}
+FINISHED_UNDELIVERED = (Status.FAILED, Status.DISCARDED)
+AMBIGUOUS = {
+    Step.CLIENT: "SPP may have created a client we never heard of",
+    Step.TICKET: "SPP may have created a ticket we never heard of",
+    Step.MESSAGE: "SPP may have posted a message we never heard of",
+}
+
+
+def delivery_steps(event: dict[str, Any], attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Client, ticket and message, in the order delivery takes them: each with its state (done,
+    waiting, failed, not reached, not needed), what it came to, and its attempts. None for an
+    event that was never mapped to a ticket."""
+    if not event["ticket_request"]:
+        return []
+    plan = event["plan"] or {}
+    how = event["client_how"]
+    client_note = f"client {event['client_id']}, {CLIENT_HOW[ClientHow(how)]}" if how in CLIENT_HOW else None
+    if event["thread_of"]:
+        ticket_note = f"joined ticket {event['ticket_id']} of event {event['thread_of']}"
+    else:
+        ticket_note = f"ticket {event['ticket_id']}"
+    rows = [
+        (Step.CLIENT, bool(plan.get("client")), event["client_id"], client_note),
+        (Step.TICKET, True, event["ticket_id"], ticket_note),
+        (Step.MESSAGE, bool(plan.get("message")), event["spp_message_id"], f"message {event['spp_message_id']}"),
+    ]
+    status, stopped = event["status"], False
+    steps = []
+    for step, needed, done, note in rows:
+        detail: str | None = None
+        if not needed:
+            state = "not needed"
+            detail = client_note if step == Step.CLIENT else "the body is in the ticket's note (message: false)"
+        elif done is not None:
+            state, detail = "done", note
+        elif status == Status.DELIVERED:  # SPP's answer carried no id
+            state = "done"
+        elif stopped:
+            state = "not reached" if status in FINISHED_UNDELIVERED else "waiting"
+        else:
+            stopped = True
+            state = "failed" if status in FINISHED_UNDELIVERED else "waiting"
+            detail = event["last_error"]
+        mine = [a for a in attempts if a["step"] == step]
+        steps.append({"name": str(step), "state": state, "detail": detail, "attempts": mine})
+    return steps
+
+
+def client_view(event: dict[str, Any]) -> dict[str, Any]:
+    """The SPP client and how it was found; while it is not known, whom delivery looks up."""
+    plan = (event["plan"] or {}).get("client") or {}
+    how = event["client_how"]
+    client_id = event["client_id"]
+    if client_id is None and how is None and not plan:  # an event stored before clients were recorded
+        client_id = (event["ticket_request"] or {}).get("user_id")
+    return {
+        "id": client_id,
+        "how": CLIENT_HOW.get(ClientHow(how)) if how in CLIENT_HOW else None,
+        "lookup": plan if plan and client_id is None else None,
+        "name": " ".join(p for p in (plan.get("name_f"), plan.get("name_l")) if p),
+    }
+
+
+def thread_view(event: dict[str, Any]) -> dict[str, Any] | None:
+    """For an email reply: the earlier event whose ticket it joined, or what it answered."""
+    reply = (event["plan"] or {}).get("reply")
+    if not event["thread_of"] and not reply:
+        return None
+    return {
+        "earlier": event["thread_of"],
+        "ticket_id": event["ticket_id"],
+        "references": (reply or {}).get("references") or [],
+        "ticket_ref": (reply or {}).get("ticket_ref"),
+        "own_ticket": not event["thread_of"] and event["ticket_id"] is not None,
+    }
+
+
+def message_view(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The message posted on the ticket (or to be): the reply's own words when it joined an
+    earlier ticket, else the sender's message. None with ``message: false``."""
+    plan = event["plan"] or {}
+    message = plan.get("message")
+    if not message:
+        return None
+    reply = plan.get("reply") if event["thread_of"] else None
+    text = reply["text"] if reply else message["text"]
+    return {"id": event["spp_message_id"], "text": text, "joined": reply is not None}
+
+
+def file_states(event: dict[str, Any], message: dict[str, Any], max_bytes: int) -> list[dict[str, Any]]:
+    """Each attachment of the message and what became of it: sent with the message (its number
+    is in the plan's files), listed as a link, too large, or not sent and why."""
+    plan = event["plan"] or {}
+    planned = plan.get("message")
+    sent = set(planned.get("files") or []) if planned else set()
+    files = []
+    for number, attachment in enumerate(message.get("attachments") or []):
+        url, problem, size = attachment.get("url"), attachment.get("problem"), attachment.get("size") or 0
+        link = url if isinstance(url, str) and url.lower().startswith(("https://", "http://")) else None
+        if number in sent:
+            state = "sent with the message" if event["spp_message_id"] else "to be sent with the message"
+        elif url:
+            state = "listed as a link"
+        elif problem:
+            state = f"not sent: {problem}"
+        elif size > max_bytes:
+            state = f"too large: over the {human_size(max_bytes)} limit, listed by name"
+        elif not event["ticket_request"]:
+            state = "not sent: no ticket"
+        elif not planned:
+            state = "not sent: listed in the ticket's note (message: false)"
+        else:
+            state = "not sent: its content did not come with the request"
+        files.append({**attachment, "state": state, "sent": number in sent, "link": link, "size": size})
+    return files
 
 
 @admin_page.post("/events/<event_id>/replay")
@@ -339,18 +473,21 @@ def try_source(source_name: str) -> ResponseReturnValue:
     return _render_sources(source.name, form, preview(runtime, source, form.sample.data, form.content_type.data))
 
 
-def _render_sources(tried: str = "", form: TryForm | None = None, result: dict[str, str] | None = None) -> str:
+def _render_sources(tried: str = "", form: TryForm | None = None, result: dict[str, Any] | None = None) -> str:
     """Every source; the one just tried shows its form as submitted and the result."""
     runtime = get_runtime()
     latest = runtime.store.queries.latest_by_source()
-    cards = [_source_card(source, latest.get(name)) for name, source in sorted(runtime.sources.sources.items())]
+    default_user = runtime.sources.default_user_id
+    cards = [
+        _source_card(source, latest.get(name), default_user) for name, source in sorted(runtime.sources.sources.items())
+    ]
     for card in cards:
         if card["name"] == tried:
             card.update(form=form, result=result)
     return render_template("admin/sources.html", cards=cards)
 
 
-def _source_card(source: Source, latest: dict[str, Any] | None) -> dict[str, Any]:
+def _source_card(source: Source, latest: dict[str, Any] | None, default_user: int | None) -> dict[str, Any]:
     url = f"{request.host_url}hooks/{source.name}"
     provider = PROVIDERS[source.kind]
     content_type, sample = provider.sample
@@ -363,24 +500,42 @@ def _source_card(source: Source, latest: dict[str, Any] | None) -> dict[str, Any
         "has_secret": bool(source.secret),
         "latest": latest,
         "setup": provider.sender_setup.format(url=url),
+        "client_lookup": source.client_lookup,
+        "create_clients": source.create_clients,
+        "message": source.message,
+        "threading": source.threading,
+        "threads": provider.threads,
+        "default_user": default_user,
         "form": form,
         "result": None,
     }
 
 
-def preview(runtime: Runtime, source: Source, sample: str, content_type: str) -> dict[str, str]:
-    """What ``POST /api/preview/<source>`` answers for this body: {"ticket": json} or {"error": why}.
+def preview(runtime: Runtime, source: Source, sample: str, content_type: str) -> dict[str, Any]:
+    """What ``POST /api/preview/<source>?calls=true`` answers for this body, made readable:
+    {"client": ..., "ticket": json, "message": {"body": json, "files": [...]} or None, "reply":
+    ...}, or {"error": why}.
 
     The sample is run through the source's provider as a request of its own; nothing is stored or sent.
     """
     body = sample.strip().encode()
     inbound = EnvironBuilder(method="POST", path=f"/hooks/{source.name}", data=body, content_type=content_type)
     try:
-        ticket = preview_ticket(runtime, source, inbound.get_request())
+        calls = preview_calls(runtime, source, inbound.get_request())
     except Unmappable as exc:
         return {"error": f"No ticket: {exc.message} ({exc.code})"}
     except BridgeError as exc:
         return {"error": f"The hook would answer {exc.status}: {exc.message}"}
     except HTTPException as exc:
         return {"error": f"The hook would answer {exc.code}: {exc.description}"}
-    return {"ticket": pretty(ticket)}
+    client = calls["client"]
+    if "how" in client:
+        how = client["how"]
+        client = {**client, "how": CLIENT_HOW.get(ClientHow(how)) if how in CLIENT_HOW else how}
+    message = calls.get("message")
+    return {
+        "client": client,
+        "ticket": {**calls["ticket"], "json": pretty(calls["ticket"]["body"])},
+        "message": {**message, "json": pretty(message["body"])} if message else None,
+        "reply": calls.get("reply"),
+    }

@@ -7,7 +7,7 @@ import re
 from marshmallow import Schema, ValidationError, fields, validate
 
 from bridge.spp_schema import StoreTicketRequestSchema
-from bridge.status import AttemptOutcome, Status
+from bridge.status import AttemptOutcome, ClientHow, Status, Step
 
 STATUSES = tuple(Status)
 
@@ -40,10 +40,21 @@ class EventSummarySchema(Schema):
     received_at = fields.AwareDateTime(required=True)
     delivered_at = fields.AwareDateTime(allow_none=True)
     next_attempt_at = fields.AwareDateTime(allow_none=True)
+    spp_message_id = fields.Integer(allow_none=True, metadata={"description": "the ticket's first message"})
+    client_id = fields.Integer(allow_none=True, metadata={"description": "the SPP client the ticket belongs to"})
+    client_how = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(tuple(ClientHow)),
+        metadata={"description": "mapped (sources file), found or created in SPP, or default"},
+    )
+    thread_of = fields.String(
+        allow_none=True, metadata={"description": "the earlier event whose ticket this email reply joined"}
+    )
 
 
 class AttemptSchema(Schema):
     number = fields.Integer(required=True)
+    step = fields.String(required=True, validate=validate.OneOf(tuple(Step)))
     started_at = fields.AwareDateTime(required=True)
     duration_ms = fields.Integer(required=True)
     outcome = fields.String(required=True, validate=validate.OneOf(tuple(AttemptOutcome)))
@@ -53,12 +64,18 @@ class AttemptSchema(Schema):
     ticket_id = fields.Integer(allow_none=True)
     spp_request_id = fields.String(allow_none=True)
     response_excerpt = fields.String(allow_none=True)
+    client_id = fields.Integer(allow_none=True)
+    message_id = fields.Integer(allow_none=True)
 
 
 class EventDetailSchema(EventSummarySchema):
     ticket_request = fields.Nested(StoreTicketRequestSchema, allow_none=True)
     message = fields.Dict(allow_none=True, metadata={"description": "the normalized inbound message"})
     request_id = fields.String(allow_none=True)
+    plan = fields.Dict(
+        allow_none=True,
+        metadata={"description": "what delivery does besides the ticket: client look-up, message and files, reply"},
+    )
     attempt_log = fields.List(fields.Nested(AttemptSchema), metadata={"description": "one entry per attempt"})
 
 
@@ -97,6 +114,15 @@ class EventListQuerySchema(Schema):
 
 class ReplayQuerySchema(Schema):
     force = fields.Boolean(load_default=False)
+
+
+class PreviewQuerySchema(Schema):
+    calls = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "answer every request delivery would make (client, ticket, message), not the ticket alone"
+        },
+    )
 
 
 class ReplayedSchema(Schema):

@@ -42,6 +42,8 @@ class Provider:
     # the signature travels inside the parsed body (Mailgun's form fields), so the content type
     # is checked before verify() can read it; elsewhere the signature comes first
     signature_in_body: ClassVar[bool] = False
+    # an email kind: a reply may join the ticket of the mail it answers (docs/conversations.md)
+    threads: ClassVar[bool] = False
     # a secret of the shape validate_secret() accepts (the auth mixins below give one)
     example_secret: ClassVar[str]
     # (content type, body): a small request of this kind's real shape, with some non-ASCII text,
@@ -195,12 +197,10 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def upload_size(upload: FileStorage) -> int:
-    stream = upload.stream
-    stream.seek(0, 2)
-    size = int(stream.tell())
-    stream.seek(0)
-    return size
+def upload_content(upload: FileStorage) -> bytes:
+    """The bytes of an uploaded file, from its start whatever was read of it before."""
+    upload.stream.seek(0)
+    return upload.stream.read()
 
 
 def body_hash(request: Request) -> str:

@@ -32,6 +32,7 @@ from bridge.providers.mime import (
     html_to_text,
     kept_headers,
     more_attachments,
+    posted_attachment,
     sender,
 )
 from bridge.sources import Source
@@ -94,6 +95,7 @@ class NormalizedSchema(Schema):
 
 class CloudMailinProvider(BasicAuth, Provider):
     kind = "cloudmailin"
+    threads = True
     sender_setup = "CloudMailin: target {url} with the secret's user:pass before the host, format JSON (Normalized)"
     content_types = ("application/json",)
     sample = (
@@ -153,13 +155,14 @@ def mail_headers(posted: dict[str, str | list[str]]) -> dict[str, str]:
 
 
 def attachment(posted: dict[str, Any]) -> Attachment:
+    """One attachment with its bytes (``content``), or its link when an attachment store holds it."""
     size = posted["size"]
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        size = base64_size(posted["content"] or "")
-    return Attachment(
-        name=decode_words(posted["file_name"] or "") or "unnamed",
+    return posted_attachment(
+        name=posted["file_name"] or "",
         content_type=posted["content_type"] or "application/octet-stream",
-        size=size,
+        encoded=posted["content"],
+        size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
+        url=posted["url"],
     )
 
 

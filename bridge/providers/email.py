@@ -23,6 +23,7 @@ _ADDRESS_HEADERS = ("to", "cc", "reply-to", "delivered-to", "x-original-to")
 
 class EmailProvider(TokenAuth, Provider):
     kind = "email"
+    threads = True
     sender_setup = (
         "POST the raw message (Content-Type: message/rfc822) to {url} with X-Bridge-Token: <secret> or ?token=<secret>"
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from werkzeug import Request
+from werkzeug.datastructures import FileStorage
 
 from bridge.errors import RejectedPayload
 from bridge.message import Attachment, InboundMessage
-from bridge.providers.base import Provider, TokenAuth, body_hash, upload_size
+from bridge.providers.base import Provider, TokenAuth, body_hash, upload_content
 from bridge.providers.fields import SubmittedMessageSchema, honeypot_reason, pick_message_fields
 from bridge.sources import Source
 
@@ -34,10 +35,7 @@ class FormProvider(TokenAuth, Provider):
         for key in form:
             values = form.getlist(key)
             data[key] = values[0] if len(values) == 1 else values
-        files = [
-            Attachment(name=f.filename or name, content_type=f.mimetype or "", size=upload_size(f))
-            for name, f in request.files.items(multi=True)
-        ]
+        files = [file for name, upload in request.files.items(multi=True) if (file := _file(name, upload))]
         if not data and not files:
             raise RejectedPayload("the form has no fields", status=self.reject_status)
         picked = self.load(SubmittedMessageSchema, pick_message_fields(data, source))
@@ -48,3 +46,17 @@ class FormProvider(TokenAuth, Provider):
             discard_reason=honeypot_reason(data, source),
             **picked,
         )
+
+
+def _file(field: str, upload: FileStorage) -> Attachment | None:
+    """An uploaded file with its bytes; None for a file input left empty, which browsers post
+    with no file name and no bytes."""
+    content = upload_content(upload)
+    if not upload.filename and not content:
+        return None
+    return Attachment(
+        name=upload.filename or field,
+        content_type=upload.mimetype or "application/octet-stream",
+        size=len(content),
+        content=content,
+    )

@@ -5,7 +5,8 @@
 (``slug``, ``buildDate``, ``event_id``...), which are ignored. Jotform sends no question
 labels beside them (only the ambiguous ``pretty`` summary), so each label is derived from
 the unique name: ``q3_yourEmail`` -> "Your Email". Uploads are listed in ``temp_upload``
-with their URLs under the bare unique name. Jotform signs nothing: the bridge's token
+with their URLs under the bare unique name; each URL is an attachment known by its link. File
+parts of a multipart post are attachments with their bytes. Jotform signs nothing: the bridge's token
 comes in the URL (``?token=``) or the ``X-Bridge-Token`` header.
 """
 
@@ -19,8 +20,8 @@ from urllib.parse import urlencode
 from werkzeug import Request
 
 from bridge.errors import BadPayload, RejectedPayload
-from bridge.message import InboundMessage
-from bridge.providers.answers import Answer, answers_message, display, is_empty
+from bridge.message import Attachment, InboundMessage
+from bridge.providers.answers import Answer, answers_message, is_empty, link_attachment
 from bridge.providers.base import Provider, TokenAuth, bounded_key, strict_json
 from bridge.sources import Source
 
@@ -62,11 +63,18 @@ class JotformProvider(TokenAuth, Provider):
         submission_id = (form.get("submissionID") or "").strip()
         if not submission_id:
             raise RejectedPayload("the post has no submissionID field", status=self.reject_status)
-        answers = [*_answers(raw), *_uploads(raw)]
-        message = answers_message(form.get("formTitle"), answers, source, dedupe_key=_dedupe_key(submission_id))
-        if not source.name_field:  # a Jotform "Full Name" question is unambiguous
-            message.name = next((display(a.value) for a in answers if a.type == "name"), None)
-        return message
+        uploads, links = _uploads(raw)
+        posted = _posted_files(request)
+        # a file that came with its bytes is not listed a second time by its link
+        posted_names = {f.name for f in posted}
+        links = [link for link in links if link.name not in posted_names]
+        return answers_message(
+            form.get("formTitle"),
+            [*_answers(raw), *uploads],
+            source,
+            dedupe_key=_dedupe_key(submission_id),
+            attachments=[*posted, *links],
+        )
 
     def _raw_request(self, text: str | None) -> dict[str, Any]:
         if text is None:
@@ -105,25 +113,39 @@ def _answers(raw: dict[str, Any]) -> list[Answer]:
     return answers
 
 
-def _uploads(raw: dict[str, Any]) -> list[Answer]:
-    """``temp_upload: {"q5_proof": ["id.png#server#uuid"]}`` and ``proof: [urls]``: one answer per upload field."""
+def _uploads(raw: dict[str, Any]) -> tuple[list[Answer], list[Attachment]]:
+    """``temp_upload: {"q5_proof": ["id.png#server#uuid"]}`` and ``proof: [urls]``: one answer per
+    upload field, and one attachment per URL (a file known by its link, never fetched)."""
     uploads = raw.get("temp_upload")
     if not isinstance(uploads, dict):
-        return []
-    answers = []
+        return [], []
+    answers: list[Answer] = []
+    links: list[Attachment] = []
     for key, entries in uploads.items():
         if not isinstance(key, str) or key in raw:
             continue
         match = QUESTION_KEY.match(key)
-        urls = raw.get(match.group(2)) if match else None
-        files = urls if isinstance(urls, list) and urls else _names(entries)
-        files = [f for f in files if isinstance(f, str) and f]
+        listed = raw.get(match.group(2)) if match else None
+        urls = [u.strip() for u in listed if isinstance(u, str) and u.strip()] if isinstance(listed, list) else []
+        files = urls or [n for n in _names(entries) if n]
         if files:
             answers.append(Answer(key=key, label=derive_label(key), type="file", value=files))
-    return answers
+        links.extend(link_attachment(url) for url in urls)
+    return answers, links
 
 
-def _names(entries: Any) -> list[Any]:
+def _posted_files(request: Request) -> list[Attachment]:
+    """File parts of a multipart post, with their bytes exactly as posted."""
+    files = []
+    for field, upload in request.files.items(multi=True):
+        upload.stream.seek(0)
+        content = upload.stream.read()
+        name = upload.filename or field
+        files.append(Attachment(name=name, content_type=upload.mimetype or "", size=len(content), content=content))
+    return files
+
+
+def _names(entries: Any) -> list[str]:
     """``"Report Card.pdf#jotformfs-…#uuid"`` -> ``"Report Card.pdf"`` (when no URL came with it)."""
     return [e.split("#", 1)[0] for e in entries if isinstance(e, str)] if isinstance(entries, list) else []
 

@@ -36,9 +36,10 @@ from bridge.providers.base import (
     bounded_key,
     schema_instance,
     strict_json,
-    upload_size,
+    upload_content,
 )
 from bridge.providers.mime import (
+    MAX_HEADER_CHARS,
     ParsedEmail,
     auto_reply_reason,
     capped,
@@ -61,6 +62,7 @@ NOT_FIELDS = frozenset(
     ("timestamp", "token", "signature", "body-mime", "body-plain", "body-html", "stripped-html", "message-headers")
 )
 _ATTACHMENT = re.compile(r"attachment-([0-9]{1,6})")
+_THREAD_HEADERS = ("in-reply-to", "references")
 
 
 class SignatureSchema(LenientSchema):
@@ -102,6 +104,7 @@ class ForwardSchema(LenientSchema):
 
 class MailgunProvider(Provider):
     kind = "mailgun"
+    threads = True
     sender_setup = (
         'Mailgun > Receiving > Routes: action forward("{url}") (a source named *-mime gets raw MIME); '
         "secret = the HTTP webhook signing key"
@@ -195,6 +198,10 @@ def raw_mime(request: Request) -> bytes | None:
 def parsed_email(request: Request, posted: dict[str, Any]) -> ParsedEmail:
     """A parsed-mode post as the same :class:`ParsedEmail` the MIME parser gives."""
     headers = header_dict(posted["message_headers"])
+    for header in _THREAD_HEADERS:  # posted as fields too: a post whose message-headers lack them still threads
+        value = header_field(request.form, header)
+        if value:
+            headers.setdefault(header, value[:MAX_HEADER_CHARS])
     if posted["from_"]:
         headers.setdefault("from", posted["from_"])  # auto_reply_reason looks for MAILER-DAEMON there
     name, address = sender(posted["from_"] or headers.get("from", ""))
@@ -223,17 +230,19 @@ def header_field(form: MultiDict[str, str], name: str) -> str | None:
 
 
 def uploaded_attachments(request: Request) -> Iterator[Attachment]:
-    """The files ``attachment-1`` … ``attachment-N``, in that order."""
+    """The files ``attachment-1`` … ``attachment-N``, in that order, with their bytes."""
     numbered: list[tuple[int, FileStorage]] = []
     for name, upload in request.files.items(multi=True):
         match = _ATTACHMENT.fullmatch(name)
         if match:
             numbered.append((int(match[1]), upload))
     for _, upload in sorted(numbered, key=lambda pair: pair[0]):
+        content = upload_content(upload)
         yield Attachment(
             name=decode_words(upload.filename or "unnamed"),
             content_type=upload.mimetype or "application/octet-stream",
-            size=upload_size(upload),
+            size=len(content),
+            content=content,
         )
 
 

@@ -2,20 +2,23 @@
 
 Parsing goes through ``email.policy.default``; this module only adds what the standard
 library leaves to the caller: decoding a body whose charset is missing or wrong, choosing
-text over HTML, listing attachments, keeping one malformed header from failing a whole
-message, recognising mail that must create no ticket, and bounding what a sender can make
-the parser do (``mime_limits.py``; docs/providers.md, "Limits on what is read of a message").
+text over HTML, listing attachments with their bytes (and telling bytes the decoder only
+guessed at from the file's), reading the Message-IDs a reply answers, keeping one malformed
+header from failing a whole message, recognising mail that must create no ticket, and
+bounding what a sender can make the parser do (``mime_limits.py``; docs/providers.md, "Limits
+on what is read of a message").
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from email.errors import MessageError
+from email.errors import InvalidBase64CharactersDefect, InvalidBase64LengthDefect, MessageError
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parseaddr
@@ -34,7 +37,7 @@ from bridge.providers.mime_limits import (
     READ_FIELDS,
     nested_too_deep,
     read_message,
-    written_size,
+    written,
 )
 
 log = logging.getLogger("bridge.providers.mime")
@@ -51,6 +54,15 @@ _SUPERSETS = {
 }
 _BULK = {"bulk", "junk", "list"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# base64 whose only characters out of the alphabet are spaces at the end of its lines, padded
+# at the end at most (a space between letters means the text is not base64); possessive, so that
+# a mismatch at the end of 10 MB is not retried at every earlier position
+_BASE64_TEXT = re.compile(r"(?:[A-Za-z0-9+/]*+[ \t]*+(?:\r\n|\n|\r))*+[A-Za-z0-9+/]*+(?:=[ \t]*+){0,2}+\s*+")
+_UUENCODE = frozenset(("x-uuencode", "uuencode", "uue", "x-uue"))
+_WHITESPACE = re.compile(r"\s")
+# a Message-ID in In-Reply-To or References, as it is written there: <...>
+_MESSAGE_ID = re.compile(r"<[^<>]+>")
+MAX_REFERENCES = 50
 
 
 @dataclass
@@ -189,6 +201,17 @@ def clean_message_id(value: str | None) -> str | None:
     return value[:250] or None
 
 
+def reply_references(headers: Mapping[str, str]) -> list[str]:
+    """The Message-IDs a mail answers, nearest first: those in In-Reply-To, then those in
+    References from the last (the parent) back to the first (the thread's start); each once,
+    at most MAX_REFERENCES, each in the form :func:`clean_message_id` gives the Message-ID of
+    the mail it names, so that it compares equal to that mail's ``message_id``."""
+    in_reply_to = _MESSAGE_ID.findall(headers.get("in-reply-to", ""))
+    references = _MESSAGE_ID.findall(headers.get("references", ""))
+    cleaned = (clean_message_id(m) for m in [*in_reply_to, *reversed(references)])
+    return list(dict.fromkeys(m for m in cleaned if m))[:MAX_REFERENCES]
+
+
 def newlines(text: str) -> str:
     """Mail keeps SMTP's CRLF through decoding; ticket notes use ``\\n`` throughout."""
     return text.replace("\r\n", "\n").replace("\r", "\n")
@@ -233,15 +256,14 @@ def _strip_tags(html: str) -> str:
 
 
 def list_attachments(message: EmailMessage, unread: str = "") -> list[Attachment]:
-    """Every attachment part, up to MAX_ATTACHMENTS; the rest, and the parts of what the parser
-    did not read (``unread``), are counted in one last entry, so that a message of 50,000
-    attachments still makes a note someone can read."""
+    """Every attachment part with its bytes, up to MAX_ATTACHMENTS; the rest, and the parts of
+    what the parser did not read (``unread``), are counted in one last entry, so that a message
+    of 50,000 attachments still makes a note someone can read."""
     listed: list[Attachment] = []
     more = more_size = 0
     for part in message.iter_attachments():
         if len(listed) < MAX_ATTACHMENTS:
-            name = part.get_filename() or "unnamed"
-            listed.append(Attachment(name=decode_words(name), content_type=part.get_content_type(), size=_size(part)))
+            listed.append(part_attachment(part))
         else:
             payload = part.get_payload()
             more, more_size = more + 1, more_size + (len(payload) if isinstance(payload, str) else 0)
@@ -251,6 +273,67 @@ def list_attachments(message: EmailMessage, unread: str = "") -> list[Attachment
     elif unread.strip():
         listed.append(Attachment(name="… the rest of the message, not read", content_type="", size=len(unread)))
     return listed
+
+
+def part_attachment(part: Message) -> Attachment:
+    """One attachment part: its name, type and decoded bytes, or why they cannot be had."""
+    name = decode_words(part.get_filename() or "unnamed")
+    content_type = part.get_content_type()
+    try:
+        content, problem = _part_content(part)
+        size = _encoded_size(part) if content is None else len(content)
+    except Exception as exc:  # the stdlib on a hostile part: this file is listed, the message still read
+        log.warning("attachment not decoded (%s: %.200s)", type(exc).__name__, " ".join(str(exc).split()))
+        content, problem, size = None, "could not be decoded", 0
+    return Attachment(name=name, content_type=content_type, size=size, content=content, problem=problem)
+
+
+def _part_content(part: Message) -> tuple[bytes | None, str | None]:
+    """(bytes, None), or (None, why not). ``get_payload(decode=True)`` never fails: on bad base64
+    it returns what it could make of it and registers a defect on the part, and on bad uuencode
+    it returns the encoded text, so both are looked for here."""
+    if part.is_multipart():
+        if part.get_content_maintype() != "message":  # a multipart given as an attachment: no one file
+            return None, None
+        # message/rfc822 (a forwarded mail, a bounce report): the enclosed message's bytes
+        return b"".join(written(p) for p in part.get_payload() if isinstance(p, Message)), None
+    known = len(part.defects)
+    content = part.get_payload(decode=True)
+    if not isinstance(content, bytes):
+        return None, None
+    encoding = _transfer_encoding(part)
+    if encoding == "base64":
+        found = {type(d) for d in part.defects[known:]}
+        # missing padding is decoded exactly, and so are spaces at the end of lines;
+        # other characters out of the alphabet, padding before the end, or a length no padding
+        # can mend leave bytes that are not the file
+        garbled = InvalidBase64CharactersDefect in found and not _BASE64_TEXT.fullmatch(_text_of(part))
+        if garbled or InvalidBase64LengthDefect in found:
+            return None, "could not be decoded: invalid base64"
+    elif encoding in _UUENCODE and len(content) == len(_text_of(part)):  # what failing to decode returns
+        return None, "could not be decoded: invalid uuencode"
+    return content, None
+
+
+def _text_of(part: Message) -> str:
+    payload = part.get_payload()
+    return payload if isinstance(payload, str) else ""
+
+
+def _encoded_size(part: Message) -> int:
+    """The size of a part whose bytes are not kept: what its base64 would decode to, else the
+    length of its text, else (a multipart) the enclosed parts as written."""
+    if part.is_multipart():
+        try:
+            return sum(len(written(p)) for p in part.get_payload() if isinstance(p, Message))
+        except Exception:  # the generator refusing a malformed enclosed message: size unknown
+            return 0
+    text = _text_of(part)
+    return base64_size(text) if _transfer_encoding(part) == "base64" else len(text)
+
+
+def _transfer_encoding(part: Message) -> str:
+    return str(part.get("content-transfer-encoding", "")).lower()  # as get_payload reads it
 
 
 def more_attachments(count: int, size: int) -> Attachment:
@@ -275,14 +358,33 @@ def _unread_parts(message: Message, unread: str) -> int:
     return max(0, text.count(delimiter) - text.count(delimiter + "--"))
 
 
-def _size(part: Message) -> int:
-    payload = part.get_payload(decode=True)
-    if isinstance(payload, bytes):
-        return len(payload)
-    try:  # message/rfc822 (a forwarded mail, a bounce report): the enclosed message's bytes
-        return sum(written_size(p) for p in part.get_payload() if isinstance(p, Message))
-    except Exception:  # the generator refusing a malformed enclosed message: size unknown
-        return 0
+def decode_base64(text: str) -> bytes:
+    """The bytes of base64 a JSON kind posts (line breaks and missing padding allowed, as for a
+    MIME part); ValueError when it is not base64."""
+    if _WHITESPACE.search(text):
+        text = "".join(text.split())
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)  # binascii.Error is a ValueError
+
+
+def posted_attachment(
+    name: str, content_type: str, encoded: str | None, size: int | None, url: str | None = None
+) -> Attachment:
+    """An attachment a JSON kind posts: its bytes from the base64 ``encoded``, else its ``url``
+    (listed, never fetched). ``size`` is the one posted, if any; the bytes' own length wins.
+    Content that is not base64, or missing beside a size above 0, is listed with the problem."""
+    name = decode_words(name) or "unnamed"
+    if encoded:
+        try:
+            content = decode_base64(encoded)
+        except ValueError:
+            problem = "could not be decoded: invalid base64"
+            return Attachment(name, content_type, base64_size(encoded) if size is None else size, problem=problem)
+        return Attachment(name, content_type or "application/octet-stream", len(content), content=content)
+    if url:
+        return Attachment(name, content_type, size or 0, url=url)
+    if size:
+        return Attachment(name, content_type, size, problem="its content was not posted")
+    return Attachment(name, content_type or "application/octet-stream", 0, content=b"")
 
 
 def base64_size(content: str) -> int:
@@ -323,7 +425,8 @@ def email_message(
 
     ``refuse`` is the kind's rule of what it answers with ``reject_status``. The de-duplication
     key is ``dedupe_key`` when the kind has its own, else :func:`email_dedupe_key`. The body gets
-    ``\\n`` line ends whatever the sender used.
+    ``\\n`` line ends whatever the sender used; ``references`` come from the In-Reply-To and
+    References headers (:func:`reply_references`).
     """
     reason = refuse(email, discard_reason)
     if reason:
@@ -338,6 +441,7 @@ def email_message(
         fields=fields,
         attachments=email.attachments,
         message_id=email.message_id,
+        references=reply_references(email.headers),
         discard_reason=discard_reason,
         replay_token=replay_token,
     )

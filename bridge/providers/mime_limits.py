@@ -236,16 +236,16 @@ def nested_too_deep(value: str) -> bool:
     return False
 
 
-def written_size(message: Message) -> int:
-    """The size of an enclosed message as the generator writes it.
+def written(message: Message) -> bytes:
+    """An enclosed message as the generator writes it: the bytes of a forwarded ``.eml``.
 
     The generator refolds every header line longer than 78 characters through the structured
     header parser, so that work is charged to the parse's budget; once it is spent, the
-    headers are written as received instead (which only changes the size by a few bytes).
+    headers are written as received instead (which only changes the bytes of those lines).
     """
     budget = getattr(message.policy, "budget", None)
     if not isinstance(budget, _Budget):
-        return len(message.as_bytes())
+        return message.as_bytes()
     refolding = sum(
         parse_work(str(value))
         for part in message.walk()
@@ -254,5 +254,5 @@ def written_size(message: Message) -> int:
     )
     if refolding <= budget.header_work:
         budget.header_work -= refolding
-        return len(message.as_bytes())
-    return len(message.as_bytes(policy=AS_RECEIVED))
+        return message.as_bytes()
+    return message.as_bytes(policy=AS_RECEIVED)

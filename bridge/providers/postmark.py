@@ -49,7 +49,7 @@ class _Attachment(LenientSchema):
     ContentType = _text()
     ContentLength = fields.Integer(strict=True, allow_none=True, load_default=None)
     ContentID = _text()
-    # read only to size an attachment whose ContentLength is missing; never kept
+    # base64: decoded into the attachment's bytes, never kept in fields
     Content = _text()
     Data = _text()  # the dashboard's "Check" button posts Data instead of Content
 
@@ -83,6 +83,7 @@ class PostmarkInboundSchema(LenientSchema):
 
 class PostmarkProvider(BasicAuth, Provider):
     kind = "postmark"
+    threads = True
     sender_setup = (
         "Postmark > Servers > Inbound stream > Settings: Webhook URL {url} with the secret's user:pass before the host"
     )
@@ -174,9 +175,12 @@ def _sender(post: dict[str, Any]) -> tuple[str | None, str | None]:
 
 def _attachment(posted: dict[str, Any]) -> Attachment:
     size = posted["ContentLength"]
-    if size is None or size < 0:  # the "Check" button leaves it out: size the base64 content instead
-        size = mime.base64_size(posted["Content"] or posted["Data"] or "")
-    return Attachment(name=posted["Name"] or "unnamed", content_type=posted["ContentType"] or "", size=size)
+    return mime.posted_attachment(
+        name=posted["Name"] or "",
+        content_type=posted["ContentType"] or "",
+        encoded=posted["Content"] or posted["Data"],  # the dashboard's "Check" button posts Data
+        size=size if size is not None and size >= 0 else None,
+    )
 
 
 def _fields(post: dict[str, Any], attachments: list[Attachment], headers: dict[str, str]) -> dict[str, Any]:

@@ -113,6 +113,7 @@ class ParseFormSchema(Schema):
 
 class SendGridProvider(BasicAuth, Provider):
     kind = "sendgrid"
+    threads = True
     sender_setup = (
         "SendGrid > Settings > Inbound Parse: Destination URL {url} with the secret's user:pass before the host"
     )
@@ -275,15 +276,16 @@ def parsed_email(header_block: bytes, values: dict[str, str], files: list[Attach
 
 
 def attachments(parts: list[Part], info: dict[str, Any]) -> list[Attachment]:
-    """Files ``attachment1..N`` in order, named and typed by ``attachment-info`` where it says;
-    past MAX_ATTACHMENTS, counted in one entry."""
+    """Files ``attachment1..N`` in order with their bytes, named and typed by ``attachment-info``
+    where it says; past MAX_ATTACHMENTS, counted in one entry."""
     numbered = [(int(m.group(1)), p) for p in parts if p.filename is not None and (m := _ATTACHMENT.match(p.name))]
     found = []
     for _, part in sorted(numbered, key=lambda pair: pair[0]):
         meta: dict[str, Any] = info[part.name] if isinstance(info.get(part.name), dict) else {}
         name = meta.get("filename") or meta.get("name") or part.filename or "unnamed"
         content_type = meta.get("type") or part.content_type or "application/octet-stream"
-        found.append(Attachment(name=decode_words(str(name)), content_type=str(content_type), size=len(part.data)))
+        name, content_type = decode_words(str(name)), str(content_type)
+        found.append(Attachment(name=name, content_type=content_type, size=len(part.data), content=part.data))
     return capped(found)
 
 

@@ -3,8 +3,8 @@
 Tally posts JSON whose ``data.fields`` lists every question with its ``key``, ``label``,
 ``type`` and ``value``. Choice questions send option ids, resolved here to their text
 through the field's ``options`` (matrices through ``rows``/``columns``); uploads and
-signatures send ``{name, url, mimeType, size}`` objects, which become attachments (the
-answer keeps their URLs).
+signatures send ``{name, url, mimeType, size}`` objects, which become attachments known by
+their links (the answer keeps the URLs too).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from marshmallow import fields, validate
 from werkzeug import Request
 
 from bridge.message import Attachment, InboundMessage
-from bridge.providers.answers import Answer, answers_message, is_empty
+from bridge.providers.answers import Answer, answers_message, is_empty, link_attachment
 from bridge.providers.base import BodyHmacAuth, LenientSchema, Provider, bounded_key
 from bridge.sources import Source
 
@@ -142,11 +142,15 @@ def _resolve(value: Any, texts: dict[str, str]) -> Any:
 def _attachments(value: Any) -> list[Attachment]:
     if not isinstance(value, list):
         return []
-    return [
-        Attachment(name=str(f.get("name") or "file"), content_type=str(f.get("mimeType") or ""), size=_size(f))
-        for f in value
-        if isinstance(f, dict)
-    ]
+    return [_attachment(f) for f in value if isinstance(f, dict)]
+
+
+def _attachment(upload: dict[str, Any]) -> Attachment:
+    """An upload is known by its link (listed, never fetched); one without a link by its name alone."""
+    name, content_type, url = str(upload.get("name") or ""), str(upload.get("mimeType") or ""), upload.get("url")
+    if isinstance(url, str) and url.strip():
+        return link_attachment(url.strip(), name, content_type, _size(upload))
+    return Attachment(name=name or "file", content_type=content_type, size=_size(upload))
 
 
 def _size(upload: dict[str, Any]) -> int:

@@ -4,7 +4,8 @@ Typeform posts JSON: ``form_response.definition`` describes the questions (id, r
 title) and ``form_response.answers`` holds one object per answered question, whose value
 sits under the key named by the answer's ``type`` (``text``, ``email``, ``choice``...).
 Each answer becomes an :class:`Answer` keyed by the field's ``ref`` and labelled with the
-question title; hidden fields (``form_response.hidden``) follow the answers.
+question title; hidden fields (``form_response.hidden``) follow the answers. A ``file_url``
+answer is also an attachment known by its link (Typeform sends no name, type or size).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 from marshmallow import INCLUDE, Schema, fields, validate
 from werkzeug import Request
 
-from bridge.message import InboundMessage
-from bridge.providers.answers import Answer, answers_message, is_empty
+from bridge.message import Attachment, InboundMessage
+from bridge.providers.answers import Answer, answers_message, is_empty, link_attachment
 from bridge.providers.base import BodyHmacAuth, LenientSchema, Provider, bounded_key
 from bridge.sources import Source
 
@@ -86,7 +87,11 @@ class TypeformProvider(BodyHmacAuth, Provider):
         definition = response["definition"]
         answers = [*_answers(response["answers"], definition.get("questions") or []), *_hidden(response["hidden"])]
         message = answers_message(
-            definition.get("title"), answers, source, dedupe_key=_dedupe_key(response["token"], payload["event_type"])
+            definition.get("title"),
+            answers,
+            source,
+            dedupe_key=_dedupe_key(response["token"], payload["event_type"]),
+            attachments=_files(response["answers"]),
         )
         if payload["event_type"] == "form_response_partial":
             # Typeform can also send unfinished responses; the finished one comes later
@@ -110,6 +115,11 @@ def _answers(raw_answers: list[dict[str, Any]], definition_fields: list[dict[str
         if not is_empty(value):
             answers.append(Answer(key=key, label=label, type=raw["type"], value=value))
     return answers
+
+
+def _files(raw_answers: list[dict[str, Any]]) -> list[Attachment]:
+    urls = [raw.get("file_url") for raw in raw_answers if raw["type"] == "file_url"]
+    return [link_attachment(url.strip()) for url in urls if isinstance(url, str) and url.strip()]
 
 
 def answer_value(raw: dict[str, Any]) -> Any:

@@ -74,6 +74,9 @@ def _scripted(sandbox: Sandbox, endpoint: str, handle: Callable[..., Any]) -> Ca
         if step.kind == "hang":  # slow SPP: the request takes effect after the client gave up
             time.sleep(step.seconds)
             return handle(sandbox, **path)
+        if step.kind == "drop":  # SPP stalls, then drops the connection having done nothing
+            time.sleep(step.seconds)
+            return _drop_connection()
         if step is FAULT:
             return api.error(503, FAULT_MESSAGE)
         reason = HTTP_STATUS_CODES.get(step.status, "Error")
@@ -98,7 +101,9 @@ def _queue_script(sandbox: Sandbox) -> Any:
     steps = payload.get("steps") if isinstance(payload, dict) else None
     endpoint = payload.get("endpoint", "tickets") if isinstance(payload, dict) else None
     if not isinstance(steps, list) or not isinstance(endpoint, str):
-        return api.error(400, 'Send {"endpoint": "tickets", "steps": [503, "429:7", "hang:2", "reset", "noid"]}.')
+        return api.error(
+            400, 'Send {"endpoint": "tickets", "steps": [503, "429:7", "hang:2", "drop:2", "reset", "noid"]}.'
+        )
     try:
         sandbox.script(*steps, endpoint=endpoint)
     except (TypeError, ValueError) as exc:

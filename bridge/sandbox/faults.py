@@ -11,7 +11,7 @@ NORMAL_STATUSES = frozenset({200, 201})
 
 @dataclass(frozen=True)
 class Step:
-    """A scripted answer; kind is status (200 or 201 = handle normally), hang, reset or noid."""
+    """A scripted answer; kind is status (200 or 201 = handle normally), hang, drop, reset or noid."""
 
     kind: str
     status: int = 201
@@ -27,7 +27,7 @@ FAULT = Step(kind="fault", status=503)
 
 
 def parse_step(raw: int | str) -> Step:
-    """Turn ``503``, ``"429:7"``, ``"hang:2"``, ``"reset"`` or ``"noid"`` into a Step."""
+    """Turn ``503``, ``"429:7"``, ``"hang:2"``, ``"drop:2"``, ``"reset"`` or ``"noid"`` into a Step."""
     if isinstance(raw, bool) or not isinstance(raw, int | str):
         raise TypeError(f"script step {raw!r}: expected an HTTP status or a string")
     text = str(raw).strip()
@@ -35,8 +35,8 @@ def parse_step(raw: int | str) -> Step:
         return Step(kind=text)
     head, _, arg = text.partition(":")
     try:
-        if head == "hang":
-            step = Step(kind="hang", seconds=float(arg))
+        if head in ("hang", "drop"):
+            step = Step(kind=head, seconds=float(arg))
         else:
             step = Step(kind="status", status=int(head), retry_after=int(arg) if arg else None)
     except ValueError:

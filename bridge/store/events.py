@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, case, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bridge.db import events, seen_tokens
-from bridge.message import InboundMessage
+from bridge.db import attachments, events, seen_tokens
+from bridge.message import Attachment, InboundMessage
 from bridge.status import Status
 from bridge.store.base import NOTIFY_CHANNEL, Part, unavailable
 from bridge.store.limits import RateCheck, RateCounters, RateExceeded
@@ -38,6 +38,11 @@ class NewEvent:
     request_id: str | None = None
     raw_request: dict[str, Any] | None = None  # method, path, query, headers (credentials removed)
     raw_body: bytes = b""
+    plan: dict[str, Any] | None = None  # what delivery does besides the ticket (bridge/conversation.py)
+    client_id: int | None = None  # the client, when the sources file names it
+    client_how: str | None = None
+    files: list[tuple[int, Attachment]] = field(default_factory=list)  # (place in the message, file with bytes)
+    email_message_id: str | None = None  # an email's Message-ID, which its replies name
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,7 @@ class EventStore(Part):
         dialect_insert = postgresql.insert if self.is_postgres else sqlite.insert
         self._insert_event = dialect_insert(events).on_conflict_do_nothing().returning(events.c.id)
         self._insert_token = dialect_insert(seen_tokens).on_conflict_do_nothing()
+        self._insert_file = attachments.insert()
         self._find_event = select(events.c.id, events.c.status).where(
             events.c.source == bindparam("source"), events.c.dedupe_key == bindparam("dedupe_key")
         )
@@ -143,6 +149,8 @@ class EventStore(Part):
         statement = self._insert_queued if new.status == Status.QUEUED else self._insert_event
         created = conn.execute(statement, insert.row).scalar()
         if created is not None:
+            if new.files:
+                conn.execute(self._insert_file, [_file_row(new.id, number, a) for number, a in new.files])
             return Added(created, new.status, True)
         first = conn.execute(self._find_event, same_key).one()
         return Added(first.id, Status(first.status), False)
@@ -164,26 +172,54 @@ class EventStore(Part):
     # --- replay ----------------------------------------------------------------------
 
     def requeue(
-        self, event_id: str, from_statuses: Sequence[Status], ticket_request: dict[str, Any], now: datetime
+        self,
+        event_id: str,
+        from_statuses: Sequence[Status],
+        ticket_request: dict[str, Any],
+        now: datetime,
+        plan: dict[str, Any] | None = None,
+        client: tuple[int | None, str | None] = (None, None),
+        restart: bool = False,
     ) -> bool:
-        """Compare-and-set an event in ``from_statuses`` back to queued with a new ticket request.
+        """Compare-and-set an event in ``from_statuses`` back to queued with a new ticket request
+        and plan; ``client``: (id, how) when the sources file names it.
 
+        The steps already done stay done (a replay resumes at the first one missing), unless
+        ``restart`` (a forced replay of a delivered event: a new ticket, client and message).
         Its retry budget starts again (``BRIDGE_MAX_ATTEMPTS`` and the 72 h limit count from now).
         """
-        values = {
+        client_id, client_how = client
+        values: dict[str, Any] = {
             "status": Status.QUEUED,
             "ticket_request": ticket_request,
+            "plan": plan,
             "next_attempt_at": now,
             "last_error": None,
             "updated_at": now,
             "retry_window_start": now,
             "attempts_at_window_start": events.c.attempts,
         }
+        if restart:
+            values.update(
+                client_id=client_id, client_how=client_how, ticket_id=None, spp_message_id=None, thread_of=None
+            )
+        else:  # once the ticket exists its client is settled; before, the current configuration decides
+            no_ticket = events.c.ticket_id.is_(None)
+            values.update(
+                client_id=case((no_ticket, client_id), else_=events.c.client_id),
+                client_how=case((no_ticket, client_how), else_=events.c.client_how),
+            )
         with unavailable(), self.writing() as conn:
             changed = self._set(conn, event_id, from_statuses, values)
             if changed and self.is_postgres:
                 conn.execute(self._notify)
             return changed
+
+    def files_of(self, event_id: str) -> dict[int, bytes]:
+        """The bytes of an event's stored files, by their place in its message's attachment list."""
+        query = select(attachments.c.number, attachments.c.content).where(attachments.c.event_id == event_id)
+        with unavailable(), self.engine.connect() as conn:
+            return {row.number: bytes(row.content) for row in conn.execute(query)}
 
     def mark_failed(self, event_id: str, from_statuses: Sequence[Status], reason: str, now: datetime) -> bool:
         """Compare-and-set an event in ``from_statuses`` to failed with ``reason``."""
@@ -228,6 +264,32 @@ def _row(new: NewEvent) -> dict[str, Any]:
         "retry_window_start": new.received_at,
         "updated_at": new.received_at,
         "next_attempt_at": new.received_at if new.status == Status.QUEUED else None,
+        "plan": new.plan,
+        "client_id": new.client_id,
+        "client_how": new.client_how,
+        "email_message_id": _storable(new.email_message_id),
+    }
+
+
+def _storable(text: str | None) -> str | None:
+    """A Message-ID as the indexed column can hold it: text PostgreSQL takes (no NUL, no lone
+    surrogate) within 255 characters; anything else is no Message-ID a reply could name."""
+    if not text or len(text) > 255 or "\x00" in text:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return text
+
+
+def _file_row(event_id: str, number: int, attachment: Attachment) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "number": number,
+        "name": attachment.name,
+        "content_type": attachment.content_type,
+        "content": attachment.content,
     }
 
 

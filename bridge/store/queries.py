@@ -24,12 +24,16 @@ SUMMARY_COLUMNS = (
     events.c.received_at,
     events.c.delivered_at,
     events.c.next_attempt_at,
+    events.c.spp_message_id,
+    events.c.client_id,
+    events.c.client_how,
+    events.c.thread_of,
 )
 
 
 class EventQueries(Part):
     def get_event(self, event_id: str) -> dict[str, Any] | None:
-        query = select(*SUMMARY_COLUMNS, events.c.ticket_request, events.c.message, events.c.request_id)
+        query = select(*SUMMARY_COLUMNS, events.c.ticket_request, events.c.message, events.c.request_id, events.c.plan)
         with unavailable(), self.engine.connect() as conn:
             row = conn.execute(query.where(events.c.id == event_id)).mappings().one_or_none()
         if row is None:

@@ -9,7 +9,7 @@ nothing, and only a probe is leased.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +30,9 @@ from sqlalchemy import (
 )
 
 from bridge.db import DUE_WHERE, LEASED_WHERE, attempts, events
-from bridge.status import AttemptOutcome, PauseReason, Status
+from bridge.status import AttemptOutcome, PauseReason, Status, Step
 from bridge.store.base import NOTIFY_CHANNEL, Part, unavailable
+from bridge.store.conversations import ClientBook, Threads
 from bridge.store.pause import (
     NOT_PAUSED,
     Pause,
@@ -66,6 +67,16 @@ class Claim:
     attempts_at_window_start: int
     due_at: datetime  # its place in the queue: next_attempt_at when claimed
     paused_since: datetime | None = None  # a probe: when the pause it tests began
+    # the conversation (bridge/conversation.py) and the steps done so far (bridge/steps.py)
+    plan: dict[str, Any] | None = None
+    ticket_id: int | None = None
+    client_id: int | None = None
+    client_how: str | None = None
+    spp_message_id: int | None = None
+    thread_of: str | None = None
+    # event columns a step settled without a request of its own (a remembered client): written
+    # with the next record of this claim
+    changes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def attempt_in_window(self) -> int:
@@ -79,7 +90,7 @@ class Claim:
 
 def _as_claim(row: Any, owner: str, paused_since: datetime | None = None) -> Claim:
     """A row returned by the claim statement (see :func:`_claim_statement`), as a Claim."""
-    names = ("ticket_request", "request_id", "source", "retry_window_start", "attempts_at_window_start")
+    names = ("ticket_request", "request_id", "source", "retry_window_start", "attempts_at_window_start", *STEP_COLUMNS)
     return Claim(
         owner=owner,
         attempt=row.attempts,
@@ -88,6 +99,10 @@ def _as_claim(row: Any, owner: str, paused_since: datetime | None = None) -> Cla
         paused_since=paused_since,
         **{name: getattr(row, name) for name in names},
     )
+
+
+# what a claim carries of the conversation and its steps
+STEP_COLUMNS = ("plan", "ticket_id", "client_id", "client_how", "spp_message_id", "thread_of")
 
 
 def _claim_params(owner: str, limit: int, lease_seconds: float, now: datetime) -> dict[str, Any]:
@@ -126,6 +141,7 @@ def _claim_statement(probe: bool = False) -> Any:
             events.c.retry_window_start,
             events.c.attempts_at_window_start,
             events.c.next_attempt_at,
+            *(events.c[name] for name in STEP_COLUMNS),
         )
     )
 
@@ -170,9 +186,12 @@ def _finish_and_claim_statement(changes: frozenset[str]) -> Any:
     )
 
 
-def attempt_row(outcome: Outcome, now: datetime) -> dict[str, Any]:
-    """The attempts row of one request to SPP that ended at ``now``."""
+def attempt_row(outcome: Outcome, now: datetime, step: Step = Step.TICKET) -> dict[str, Any]:
+    """The attempts row of one request to SPP, for ``step``, that ended at ``now``."""
     return {
+        "step": step,
+        "client_id": outcome.client_id,
+        "message_id": outcome.message_id,
         "started_at": datetime.fromtimestamp(now.timestamp() - outcome.duration_ms / 1000, UTC),
         "duration_ms": outcome.duration_ms,
         "outcome": outcome.result,
@@ -189,14 +208,25 @@ def event_changes(outcome: Outcome, decision: Decision, now: datetime) -> dict[s
     """The event's new columns after an attempt, as the retry policy decided."""
     changes: dict[str, Any] = {"status": decision.status, "last_error": decision.reason}
     if decision.status == Status.DELIVERED:
-        changes.update(
-            ticket_id=outcome.ticket_id, spp_request_id=outcome.spp_request_id, delivered_at=now, next_attempt_at=None
-        )
+        changes.update(delivered_at=now, next_attempt_at=None)
+        if outcome.ticket_id is not None:  # the ticket was the last step: its request's identifier is the event's
+            changes.update(ticket_id=outcome.ticket_id, spp_request_id=outcome.spp_request_id)
+        if outcome.message_id is not None:
+            changes["spp_message_id"] = outcome.message_id
     elif decision.status == Status.RETRYING:
         changes["next_attempt_at"] = decision.next_attempt_at
     else:
         changes["next_attempt_at"] = None
     return changes
+
+
+def step_in_flight(ticket_id: int | None, client_id: int | None, plan: dict[str, Any] | None) -> Step:
+    """The step a claim that was lost mid-delivery was at, from what the event shows done."""
+    if ticket_id is not None:
+        return Step.MESSAGE
+    if client_id is None and (plan or {}).get("client"):
+        return Step.CLIENT
+    return Step.TICKET
 
 
 class _NothingToProbe(Exception):
@@ -210,6 +240,9 @@ class DeliveryQueue(Part):
         self._claim_probe = _claim_statement(probe=True)
         self._insert_attempt = insert(attempts)
         self._notify = text("SELECT pg_notify(:c, '')").bindparams(c=NOTIFY_CHANNEL)
+        # what the delivery steps read and remember besides the event
+        self.clients = ClientBook(engine, write_lock)
+        self.threads = Threads(engine, write_lock)
 
     def claim(self, owner: str, limit: int, lease_seconds: float, now: datetime) -> list[Claim]:
         """Lease up to ``limit`` due events, oldest due first."""
@@ -249,8 +282,10 @@ class DeliveryQueue(Part):
         now: datetime,
         next_lease_seconds: float | None = None,
         probe_seconds: float = DEFAULT_PROBE_SECONDS,
+        step: Step = Step.TICKET,
     ) -> tuple[bool, Claim | None]:
-        """Record one attempt and the event's new state in one transaction.
+        """Record one attempt (at ``step``) and the event's new state, which ends the claim, in
+        one transaction, with the columns earlier steps of the claim left in ``claim.changes``.
 
         Answers whether the lease was still held (False: the attempt is recorded, the event left
         as it is) and, with ``next_lease_seconds``, the next due event leased in the same
@@ -260,7 +295,8 @@ class DeliveryQueue(Part):
         using up an attempt and pauses delivery (the first probe after ``probe_seconds``);
         nothing is leased then. Any other outcome of a probe ends the pause before the next lease.
         """
-        attempt, changes = attempt_row(outcome, now), event_changes(outcome, decision, now)
+        attempt = attempt_row(outcome, now, step)
+        changes = {**claim.changes, **event_changes(outcome, decision, now), "attempts": claim.attempt}
         if decision.token_refused:
             changes.update(next_attempt_at=claim.due_at, attempts_at_window_start=claim.attempts_at_window_start + 1)
             with self.writing() as conn:
@@ -284,6 +320,65 @@ class DeliveryQueue(Part):
                 return finished, None
             taken = self._claim(conn, claim.owner, 1, next_lease_seconds, now)
         return finished, (taken[0] if taken else None)
+
+    def step_done(
+        self, claim: Claim, outcome: Outcome, step: Step, changes: dict[str, Any], now: datetime, lease_seconds: float
+    ) -> bool:
+        """Record a step that succeeded with more to do: its attempt and ``changes`` (with
+        ``claim.changes``), the lease renewed, BRIDGE_MAX_ATTEMPTS counting afresh for the next
+        step. A probe's success ends the pause. False when the lease was lost (nothing changed
+        but the attempt row); on True the claim is ready for its next request."""
+        values = {
+            **claim.changes,
+            **changes,
+            "attempts": claim.attempt + 1,  # the next request's number, reserved as a claim does
+            "attempts_at_window_start": claim.attempt,
+            "lease_expires_at": now + timedelta(seconds=lease_seconds),
+            "updated_at": now,
+        }
+        fence = and_(events.c.id == claim.event_id, events.c.lease_owner == claim.owner, LEASED_WHERE)
+        with self.writing() as conn:
+            conn.execute(
+                self._insert_attempt,
+                {**attempt_row(outcome, now, step), "event_id": claim.event_id, "number": claim.attempt},
+            )
+            held = conn.execute(update(events).where(fence).values(values)).rowcount == 1
+            if held and claim.is_probe and end_pause(conn, now) is not None and self.is_postgres:
+                conn.execute(self._notify)
+        if held:
+            claim.changes = {}
+            claim.attempts_at_window_start = claim.attempt
+            claim.attempt += 1
+            claim.paused_since = None
+        return bool(held)
+
+    def settle(
+        self,
+        claim: Claim,
+        status: Status,
+        now: datetime,
+        reason: str,
+        next_attempt_at: datetime | None = None,
+    ) -> bool:
+        """End a claim at a step that made no request: ``retrying`` until ``next_attempt_at`` (a
+        follow-up waiting for its ticket, a client another worker is creating), ``failed`` (no
+        client) or ``delivered`` (nothing was left to do). The attempt number the claim reserved
+        for that step is given back."""
+        values = {
+            **claim.changes,
+            "status": status,
+            "last_error": reason,
+            "next_attempt_at": next_attempt_at if status == Status.RETRYING else None,
+            "attempts": claim.attempt - 1,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "updated_at": now,
+        }
+        if status == Status.DELIVERED:  # every step was done by earlier claims
+            values.update(delivered_at=now, last_error=None)
+        fence = and_(events.c.id == claim.event_id, events.c.lease_owner == claim.owner, LEASED_WHERE)
+        with self.writing() as conn:
+            return bool(conn.execute(update(events).where(fence).values(values)).rowcount == 1)
 
     def release(self, claim: Claim, now: datetime) -> None:
         """Give back a claim that was never sent (shutdown before the request left)."""
@@ -309,7 +404,7 @@ class DeliveryQueue(Part):
             .values(
                 status=Status.RETRYING, next_attempt_at=now, lease_owner=None, lease_expires_at=None, updated_at=now
             )
-            .returning(events.c.id, events.c.attempts)
+            .returning(events.c.id, events.c.attempts, events.c.ticket_id, events.c.client_id, events.c.plan)
         )
         with self.writing() as conn:
             expired = conn.execute(stmt).all()
@@ -318,6 +413,7 @@ class DeliveryQueue(Part):
                     self._insert_attempt.values(
                         event_id=row.id,
                         number=row.attempts,
+                        step=step_in_flight(row.ticket_id, row.client_id, row.plan),
                         started_at=now,
                         duration_ms=0,
                         outcome=AttemptOutcome.RETRYING,

@@ -132,7 +132,13 @@ def replay_until_delivered(page: Any, runtime: Runtime, event_id: str) -> None:
     page.reload()
     expect(page.locator("#event-status")).to_have_text("delivered")
     expect(page.locator("#ticket-id")).to_have_text(re.compile(r"^\d+$"))
-    assert page.locator("table.attempts tbody tr").count() == 2
+    # the refused ticket, the ticket, then its first message
+    assert page.locator("table.attempts tbody tr").count() == 3
+    for step in ("ticket", "message"):
+        expect(page.locator(f"#step-{step} .state")).to_have_text("done")
+    expect(page.locator("#step-client .state")).to_have_text("not needed")  # alice@example.com: the sources file
+    expect(page.locator("#client-how")).to_have_text("from the sources file")
+    expect(page.locator("#first-message pre")).to_have_text("The office printer is smoking.")
 
 
 def try_it(page: Any, base: str) -> None:
@@ -143,8 +149,9 @@ def try_it(page: Any, base: str) -> None:
     card.locator("summary").click()
     card.get_by_label("Sample body").fill('{"email": "dana@bigcustomer.com", "subject": "Quote", "message": "Price?"}')
     card.get_by_label("Content type").select_option("application/json")
-    card.get_by_role("button", name="Show the ticket request").click()
-    expect(page.locator("#source-api pre.result")).to_contain_text('"user_id": 30')
+    card.get_by_role("button", name="Show the requests").click()
+    expect(page.locator("#source-api pre.call-ticket")).to_contain_text('"user_id": 30')
+    expect(page.locator("#source-api pre.call-message")).to_contain_text('"message": "Price?"')
     no_secret(page)
     shot(page, "06-sources-try-it.png")
 
@@ -168,6 +175,8 @@ def test_operator_replays_a_refused_event_and_tries_a_source(
         shot(page, "03-events-failed.png")
         page.get_by_role("link", name="Printer on fire").click()
         expect(page.locator("#event-status")).to_have_text("failed")
+        expect(page.locator("#step-ticket .state")).to_have_text("failed")
+        expect(page.locator("#step-message .state")).to_have_text("not reached")
         shot(page, "04-event-failed.png")
         replay_until_delivered(page, runtime, refused)
         no_secret(page)

@@ -28,6 +28,9 @@ from tests.conftest import (
 
 ATTEMPT_KEYS = {
     "number",
+    "step",
+    "client_id",
+    "message_id",
     "started_at",
     "duration_ms",
     "outcome",
@@ -170,7 +173,8 @@ def test_list_is_newest_first_with_the_documented_keys(app: Flask, runtime: Runt
         assert item["status"] == "delivered"
         assert item["ticket_id"] == ticket["id"]
         assert item["spp_request_id"] == ticket["api_identifier"]
-        assert item["attempts"] == 1
+        assert item["attempts"] == 2  # the ticket, then its message
+        assert item["spp_message_id"] is not None and item["client_id"] == ticket["request"]["user_id"]
         assert item["last_error"] is None
         assert item["next_attempt_at"] is None
         assert is_utc_iso(item["received_at"]) and is_utc_iso(item["delivered_at"])
@@ -197,7 +201,7 @@ def test_list_filters_by_status_and_source(app: Flask, runtime: Runtime, sandbox
 
     [item] = get_json(client, "/api/events?status=failed")["events"]
     assert item["attempts"] == 1
-    assert item["last_error"] == "SPP rejected the ticket: HTTP 422"
+    assert item["last_error"] == "ticket: SPP rejected the ticket: HTTP 422"
     assert item["ticket_id"] is None and item["delivered_at"] is None and item["next_attempt_at"] is None
     [fresh, _] = get_json(client, "/api/events?status=queued")["events"]
     assert fresh["attempts"] == 0 and fresh["next_attempt_at"] is not None
@@ -305,8 +309,12 @@ def test_event_detail(app: Flask, runtime: Runtime, sandbox: Any) -> None:
     assert detail["id"] == event_id
     assert detail["source"] == "api"
     assert detail["status"] == "delivered"
-    assert detail["attempts"] == 2
+    assert detail["attempts"] == 3
     assert detail["ticket_id"] == ticket["id"]
+    assert (detail["client_id"], detail["client_how"], detail["thread_of"]) == (30, "mapped", None)
+    [message] = sandbox.sandbox.messages_of(ticket["id"])
+    assert (detail["spp_message_id"], message.user_id, message.message) == (message.id, 30, "Fix")
+    assert detail["plan"] == {"message": {"text": "Fix", "files": []}}
     assert detail["spp_request_id"] == ticket["api_identifier"]
     assert detail["last_error"] is None
     assert detail["request_id"] == "req-42"
@@ -314,17 +322,19 @@ def test_event_detail(app: Flask, runtime: Runtime, sandbox: Any) -> None:
     assert detail["ticket_request"] == {
         "user_id": 30,
         "subject": "Broken",
-        "note": "From: Bob <bob@bigcustomer.com>\n\nFix",
+        "note": f"From Bob <bob@bigcustomer.com> via api (bridge event {event_id})",
         "tags": ["api"],
         "order": "7",
         "metadata": {"bridge_event_id": event_id},
     }
     assert detail["message"]["email"] == "bob@bigcustomer.com"
     assert detail["message"]["fields"] == body
-    first, second = detail["attempt_log"]
-    assert set(first) == set(second) == ATTEMPT_KEYS
+    first, second, third = detail["attempt_log"]
+    assert set(first) == set(second) == set(third) == ATTEMPT_KEYS
+    assert [a["step"] for a in detail["attempt_log"]] == ["ticket", "ticket", "message"]
+    assert (third["number"], third["outcome"], third["message_id"]) == (3, "delivered", message.id)
     assert (first["number"], first["outcome"], first["http_status"], first["ticket_id"]) == (1, "retrying", 503, None)
-    assert first["error"] == "SPP answered 503" and first["ambiguous"] is False
+    assert first["error"] == "ticket: SPP answered 503" and first["ambiguous"] is False
     assert (second["number"], second["outcome"], second["http_status"]) == (2, "delivered", 201)
     assert second["ticket_id"] == ticket["id"] and second["error"] is None
     assert second["spp_request_id"] == ticket["api_identifier"]

@@ -42,10 +42,11 @@ def test_stored_and_queued(app: Flask, runtime: Runtime) -> None:
     assert event["ticket_request"] == {
         "user_id": 12,
         "subject": "Hello",
-        "note": "From: Alice <alice@example.com>\n\nHelp me",
+        "note": f"From Alice <alice@example.com> via api (bridge event {body['event_id']})",
         "tags": ["api"],
         "metadata": {"bridge_event_id": body["event_id"]},
     }
+    assert event["plan"] == {"message": {"text": "Help me", "files": []}}
     assert event["message"]["fields"] == SAMPLE
 
 
@@ -205,6 +206,7 @@ def test_empty_form_is_422(app: Flask) -> None:
 def test_unresolved_user_is_stored_failed(make_app) -> None:
     app = make_app(
         """
+        client_lookup: false
         sources:
           open:
             kind: json

@@ -55,8 +55,8 @@ def test_metrics_count_what_happened(app: Flask, runtime: Runtime, sandbox) -> N
     assert delta("bridge_requests_rejected_total", status="401", reason="unauthorized") == 1
     assert delta("bridge_accept_seconds_count") == 3
     assert delta("bridge_delivery_attempts_total", outcome="retrying") == 1
-    assert delta("bridge_delivery_attempts_total", outcome="delivered") == 1
+    assert delta("bridge_delivery_attempts_total", outcome="delivered") == 2  # the ticket, then the message
     assert delta("bridge_events_finished_total", status="delivered") == 1
-    assert delta("bridge_delivery_seconds_count") == 2
+    assert delta("bridge_delivery_seconds_count") == 3
     assert value(after, "bridge_queue_depth") == 0
     assert value(after, "bridge_events", status="delivered") == 1

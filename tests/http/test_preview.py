@@ -16,12 +16,36 @@ def test_preview_answers_the_request_and_stores_nothing(app: Flask, runtime: Run
     assert response.get_json() == {
         "user_id": 30,
         "subject": "Quote",
-        "note": "From: Sam <someone@bigcustomer.com>\n\nPrice?",
+        "note": "From Sam <someone@bigcustomer.com> via api",
         "tags": ["api"],
         "order": "7",
     }
     assert runtime.store.queries.count_by_status() == {}
     assert sandbox.sandbox.requests_seen == 0
+
+
+def test_preview_of_the_calls_shows_client_ticket_and_message(make_app, sandbox) -> None:
+    app = make_app(
+        """
+        defaults: {user_id: 1}
+        sources:
+          api: {kind: json, create_clients: true}
+        """
+    )
+    body = {"email": "new@example.org", "name": "Nora New", "subject": "Quote", "message": "Price?"}
+    response = app.test_client().post("/api/preview/api?calls=true", json=body, headers=admin_headers())
+    assert response.status_code == 200, response.get_data(as_text=True)
+    calls = response.get_json()
+    assert calls["client"] == {
+        "look_up": "GET /api/clients?filters[email][$eq]=new@example.org",
+        "create_if_not_found": "POST /api/clients {'email': 'new@example.org', 'name_f': 'Nora', 'name_l': 'New'}",
+        "otherwise_user_id": 1,
+    }
+    assert calls["ticket"]["body"]["user_id"] == "<the client found or created>"
+    assert calls["ticket"]["body"]["note"] == "From Nora New <new@example.org> via api"
+    assert calls["message"]["body"] == {"message": "Price?", "user_id": "<the client found or created>"}
+    assert calls["message"]["files"] == []
+    assert sandbox.sandbox.requests_seen == 0 and sandbox.sandbox.clients == []  # nothing was sent
 
 
 def test_preview_of_a_form_source(app: Flask) -> None:
@@ -44,6 +68,7 @@ def test_preview_is_absent_without_an_admin_token(make_app) -> None:
 def test_preview_says_why_no_ticket_would_be_made(make_app) -> None:
     app = make_app(
         """
+        client_lookup: false
         sources:
           open: {kind: json}
           site: {kind: form, honeypot: website}

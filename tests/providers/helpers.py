@@ -4,6 +4,7 @@ and read back the exact StoreTicketRequest SPP received."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from flask import Flask
 from hypothesis import strategies as st
 from werkzeug import Request
-from werkzeug.test import TestResponse
+from werkzeug.test import EnvironBuilder, TestResponse
 
 from bridge.errors import BridgeError
 from bridge.message import InboundMessage
@@ -43,6 +44,24 @@ def accepted_content_types(provider: Provider) -> list[str]:
 
 def fixture(kind: str, name: str) -> bytes:
     return (FIXTURES / kind / name).read_bytes()
+
+
+def original(name: str) -> bytes:
+    """A file as its sender had it (``tests/fixtures/files``), before a kind's post encoded it."""
+    return (FIXTURES / "files" / name).read_bytes()
+
+
+def sha256(data: bytes | None) -> str | None:
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+def read_message(kind: str, body: bytes | dict[str, Any], content_type: str) -> InboundMessage:
+    """The message a kind reads from a post (``body``: the bytes, or form fields and files as the
+    test client takes them), attachment bytes included, which are never in the stored event:
+    ``Provider.read`` on the request as the hook gets it, the signature unchecked as in a preview."""
+    request = EnvironBuilder(method="POST", data=body, content_type=content_type).get_request()
+    source = Source(name=kind, kind=kind, secret=PROVIDERS[kind].example_secret)
+    return PROVIDERS[kind].read(request, source, verify=False)
 
 
 def deliver(app: Flask, sandbox: Any, response: TestResponse) -> dict[str, Any]:
@@ -80,6 +99,9 @@ def assert_storable(message: InboundMessage) -> None:
     PostgreSQL text take (no NUL, no lone surrogate), a discard reason without NUL."""
     json.dumps(message.to_dict())
     assert len(message.dedupe_key) <= KEY_COLUMN_LENGTH, message.dedupe_key
+    for attachment in message.attachments:  # the bytes sent to SPP are the size listed in the note
+        assert attachment.content is None or attachment.size == len(attachment.content), attachment
+        assert attachment.content is None or attachment.problem is None, attachment
     assert "\x00" not in message.dedupe_key
     message.dedupe_key.encode("utf-8")
     assert message.discard_reason is None or "\x00" not in message.discard_reason

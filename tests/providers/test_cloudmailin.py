@@ -19,14 +19,23 @@ from werkzeug.test import EnvironBuilder, TestResponse
 from bridge.providers import PROVIDERS
 from bridge.sources import Source
 from tests.conftest import CLIENTS, AppFactory
-from tests.providers.helpers import deliver, fixture, stored_event, verify_then_parse
+from tests.providers.helpers import (
+    deliver,
+    fixture,
+    original,
+    read_message,
+    sha256,
+    stored_event,
+    verify_then_parse,
+)
 
 CREDENTIALS = "cloudmailin:Qw7-test-pass-0f3a"
 SOURCES = (
     CLIENTS
-    + f"""sources:
+    + f"""sources:  # message: false keeps the body in the note, where these tests read it
   mail:
     kind: cloudmailin
+    message: false
     secret: "{CREDENTIALS}"
 """
 )
@@ -76,6 +85,54 @@ def test_html_only_with_embedded_and_url_attachments(app: Flask, sandbox: Any) -
     fields = stored_event(app, event_id)["message"]["fields"]
     assert [a.get("content") for a in fields["attachments"]] == [None, None, None]  # no file content stored
     assert fields["attachments"][2]["url"] == "https://attachments.example.net/cloudmailin/9b1f0c2e/export-log.txt"
+
+
+def test_embedded_attachments_keep_their_bytes_and_a_stored_one_its_link() -> None:
+    message = read_message("cloudmailin", fixture("cloudmailin", "html_only_attachments.json"), "application/json")
+    assert [(a.name, sha256(a.content), a.url) for a in message.attachments] == [
+        ("invoice-2026-03.pdf", sha256(original("invoice-2026-03.pdf")), None),
+        ("screenshot.png", sha256(original("screenshot.png")), None),
+        ("export-log.txt", None, "https://attachments.example.net/cloudmailin/9b1f0c2e/export-log.txt"),
+    ]
+    assert message.attachments[2].size == 18234  # the size CloudMailin gives; the file itself is not fetched
+
+
+def test_files_with_line_broken_base64_an_encoded_name_a_link_and_a_broken_one(app: Flask) -> None:
+    message = read_message("cloudmailin", fixture("cloudmailin", "files.json"), "application/json")
+    link = "https://attachments.example.net/cloudmailin/4d2e9a10/protokoll-2026-11.log"
+    assert [(a.name, a.size, sha256(a.content), a.url, a.problem) for a in message.attachments] == [
+        ("Übersicht März.pdf", 2059, sha256(original("invoice-2026-03.pdf")), None, None),
+        ("Bildschirmfoto.png", 1032, sha256(original("screenshot.png")), None, None),
+        ("protokoll-2026-11.log", 48213, None, link, None),
+        ("scan.pdf", 5120, None, None, "could not be decoded: invalid base64"),
+    ]
+    response = post(app, fixture("cloudmailin", "files.json"))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    stored = stored_event(app, response.get_json()["event_id"])["message"]
+    assert stored["attachments"][2:] == [
+        {"name": "protokoll-2026-11.log", "content_type": "text/plain", "size": 48213, "url": link},
+        {
+            "name": "scan.pdf",
+            "content_type": "application/pdf",
+            "size": 5120,
+            "problem": "could not be decoded: invalid base64",
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    "name, references",
+    [
+        ("reply.json", ["<ticket-4521.1773068520@help.example.net>"]),
+        ("files.json", ["<ticket-91.note-1@acme.example>", "<ticket-91@acme.example>"]),
+        ("non_ascii.json", []),
+    ],
+)
+def test_in_reply_to_and_references_are_read_from_the_underscored_headers(
+    app: Flask, name: str, references: list[str]
+) -> None:
+    response = post(app, fixture("cloudmailin", name))
+    assert stored_event(app, response.get_json()["event_id"])["message"]["references"] == references
 
 
 def test_reply_keeps_the_quoted_message(app: Flask, sandbox: Any) -> None:

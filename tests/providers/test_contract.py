@@ -90,10 +90,12 @@ def test_the_sample_makes_a_ticket(app: Flask, kind: str) -> None:
     content_type, sample = PROVIDERS[kind].sample
     assert sample == sample.strip()
     response = app.test_client().post(
-        f"/api/preview/{kind}", data=sample.encode(), headers=admin_headers(), content_type=content_type
+        f"/api/preview/{kind}?calls=true", data=sample.encode(), headers=admin_headers(), content_type=content_type
     )
     assert response.status_code == 200, response.get_json()
-    assert response.get_json()["user_id"] == 1 and response.get_json()["note"]
+    calls = response.get_json()
+    assert calls["client"]["otherwise_user_id"] == 1 and calls["ticket"]["body"]["note"]
+    assert calls["message"]["body"]["message"].strip()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -110,7 +112,10 @@ def test_non_ascii_text_reaches_the_stored_message_and_the_ticket(
     assert response.status_code == 200, response.get_json()
     stored = json.dumps(stored_event(app, response.get_json()["event_id"])["message"], ensure_ascii=False)
     ticket = deliver(app, sandbox, response)
-    text = f"{ticket.get('subject', '')}\n{ticket['note']}"
+    event = stored_event(app, response.get_json()["event_id"])
+    [message] = sandbox.sandbox.messages_of(event["ticket_id"])  # type: ignore[attr-defined]
+    assert event["spp_message_id"] == message.id and message.user_id == ticket["user_id"]
+    text = f"{ticket.get('subject', '')}\n{message.message}"
     words = set(NON_ASCII_WORD.findall(text))
     assert words, f"the {kind} sample brings no non-ASCII text to the ticket: {text!r}"
     assert "\ufffd" not in text and "\u00c3" not in text, text  # nothing decoded in the wrong charset

@@ -22,17 +22,27 @@ from bridge.providers.mime import decode_bytes
 from bridge.runtime import get_runtime
 from bridge.sources import Source
 from tests.conftest import CLIENTS, AppFactory, deliver_all
-from tests.providers.helpers import deliver, fixture, stored_event, verify_then_parse
+from tests.providers.helpers import (
+    deliver,
+    fixture,
+    original,
+    read_message,
+    sha256,
+    stored_event,
+    verify_then_parse,
+)
 
 TOKEN = "mail-token-5Jq0c3YVwz8RkT2m"
 SOURCES = (
     CLIENTS
-    + f"""sources:
+    + f"""sources:  # message: false keeps the body in the note, where these tests read it
   mail:
     kind: email
+    message: false
     secret: {TOKEN}
   threads:
     kind: email
+    message: false
     secret: {TOKEN}
     ticket:
       subject: "[mail] {{{{ subject }}}}"
@@ -147,6 +157,125 @@ def test_attachments_are_listed_with_type_and_size(app: Flask) -> None:
         {"name": "Your order.eml", "content_type": "message/rfc822", "size": 180},
     ]
     assert "JVBERi0xLjQK" not in json.dumps(message)  # the PDF's base64 is not in the normalized message
+
+
+def test_attachments_keep_their_bytes() -> None:
+    message = read_message("email", eml("attachments.eml"), "message/rfc822")
+    assert [(a.name, sha256(a.content)) for a in message.attachments[:2]] == [
+        ("Rechnung 4711.pdf", sha256(original("rechnung-4711.pdf"))),
+        ("Lieferung beschädigt.png", sha256(original("lieferung.png"))),
+    ]
+    forwarded = message.attachments[2]  # message/rfc822: the enclosed mail as a file of its own
+    assert forwarded.content is not None and forwarded.content.startswith(b"From: Shop <orders@")
+    assert (forwarded.name, forwarded.size) == ("Your order.eml", len(forwarded.content))
+
+
+def test_files_are_decoded_and_a_broken_one_is_listed_with_its_problem(app: Flask) -> None:
+    """files.eml: Thunderbird's RFC 2231 name split in two, Gmail's encoded-word name, a
+    quoted-printable CSV, and a base64 scan with a gateway's notice in the middle of it."""
+    message = read_message("email", eml("files.eml"), "message/rfc822")
+    assert [(a.name, a.content_type, a.size, sha256(a.content), a.problem) for a in message.attachments] == [
+        (
+            "Übersicht März 2026 – Rechnungen.pdf",
+            "application/pdf",
+            2059,
+            sha256(original("invoice-2026-03.pdf")),
+            None,
+        ),
+        ("Foto Schaden – Küche.png", "image/png", 69, sha256(original("lieferung.png")), None),
+        # a text part travels with CRLF line ends, the form the file has in mail
+        ("kontoauszug.csv", "text/csv", 39, sha256(original("kontoauszug.csv").replace(b"\n", b"\r\n")), None),
+        ("scan.pdf", "application/pdf", 473, None, "could not be decoded: invalid base64"),
+    ]
+    response = post(app, eml("files.eml"))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    stored = stored_event(app, response.get_json()["event_id"])["message"]
+    assert stored["body"] == message.body
+    assert stored["attachments"][3] == {
+        "name": "scan.pdf",
+        "content_type": "application/pdf",
+        "size": 473,
+        "problem": "could not be decoded: invalid base64",
+    }
+    assert "JVBERi0x" not in json.dumps(stored)  # no file's bytes are stored with the message
+
+
+@pytest.mark.parametrize(
+    "encoded, content",
+    [
+        (b"SGVsbG8gd29ybGQ=", b"Hello world"),
+        (b"SGVsbG8gd29ybGQ", b"Hello world"),  # padding left off
+        (b"SGVsbG8g \r\nd29ybGQ=", b"Hello world"),  # a space at a line's end
+        (b"SGVsbG8gd29ybGQ=\r\nQUFB", None),  # data after the padding
+        (b"SGVsbG8gd29ybGQ!!!", None),  # characters out of the alphabet
+        (b"SGVsbG8gd29yb", None),  # a length no padding can mend
+        (b"not base64 at all", None),
+    ],
+)
+def test_base64_the_stdlib_decodes_only_by_guessing_is_a_problem(encoded: bytes, content: bytes | None) -> None:
+    """``get_payload(decode=True)`` never fails: it drops what is out of the alphabet, or returns
+    the encoded text, and registers a defect on the part; the defects decide."""
+    raw = (
+        b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+        b"Content-Type: text/plain\r\n\r\nsee the file\r\n--b\r\nContent-Type: application/pdf\r\n"
+        b"Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=f.pdf\r\n\r\n"
+        + encoded
+        + b"\r\n--b--\r\n"
+    )
+    [attachment] = mime.parse_rfc822(raw).attachments
+    assert attachment.content == content
+    assert attachment.problem == (None if content else "could not be decoded: invalid base64")
+
+
+def test_bad_uuencode_is_a_problem_and_good_uuencode_is_decoded() -> None:
+    def with_file(uuencoded: bytes) -> bytes:
+        return (
+            b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+            b"Content-Type: text/plain\r\n\r\nsee the file\r\n--b\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: x-uuencode\r\nContent-Disposition: attachment; filename=f.txt\r\n\r\n"
+            + uuencoded
+            + b"\r\n--b--\r\n"
+        )
+
+    [good] = mime.parse_rfc822(with_file(b"begin 644 f.txt\r\n%2&5L;&\\\r\n`\r\nend")).attachments
+    [bad] = mime.parse_rfc822(with_file(b"no begin line here")).attachments
+    assert (good.content, good.problem) == (b"Hello", None)
+    assert (bad.content, bad.problem) == (None, "could not be decoded: invalid uuencode")
+
+
+# --- references: what a reply answers ---------------------------------------------------
+
+
+def test_a_reply_names_the_mail_it_answers_first(app: Flask) -> None:
+    response = post(app, eml("reply_thread.eml"))
+    message = stored_event(app, response.get_json()["event_id"])["message"]
+    assert message["references"] == [
+        "<ticket-88.note-2@acme.example>",  # In-Reply-To, its comment left out
+        "<CAH7zQ2-reply@mail.example.com>",  # then References, the newest first, each once
+        "<ticket-88@acme.example>",
+        "<0100018c-html-only@email.example.com>",
+    ]
+
+
+def test_a_reference_equals_the_message_id_of_the_mail_it_names(app: Flask) -> None:
+    earlier = stored_event(app, post(app, eml("reply_quoted.eml")).get_json()["event_id"])["message"]
+    later = stored_event(app, post(app, eml("reply_thread.eml")).get_json()["event_id"])["message"]
+    assert earlier["message_id"] == "<CAH7zQ2-reply@mail.example.com>"
+    assert earlier["message_id"] in later["references"]
+    assert earlier["references"] == ["<ticket-88@acme.example>", "<0100018c-html-only@email.example.com>"]
+
+
+def test_a_mail_that_answers_nothing_has_no_references(app: Flask) -> None:
+    message = stored_event(app, post(app, eml("latin1.eml")).get_json()["event_id"])["message"]
+    assert message["references"] == []
+
+
+def test_references_are_capped_at_fifty_newest_first() -> None:
+    ids = " ".join(f"<m{n}@example.com>" for n in range(200))
+    raw = b"From: a@example.com\r\nIn-Reply-To: <m199@example.com>\r\nReferences: " + ids.encode() + b"\r\n\r\nhi\r\n"
+    references = read_message("email", raw, "message/rfc822").references
+    assert len(references) == mime.MAX_REFERENCES == 50
+    assert references[:2] == ["<m199@example.com>", "<m198@example.com>"] and references[-1] == "<m150@example.com>"
 
 
 def test_templates_see_the_headers(app: Flask, sandbox: Any) -> None:

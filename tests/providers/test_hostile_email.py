@@ -397,6 +397,25 @@ def test_ten_megabytes_of_ordinary_attachments_are_read_whole_and_fast() -> None
     assert time.perf_counter() - started < SECONDS
     assert message.body == "three scans attached"
     assert [(a.name, a.size) for a in message.attachments] == [(f"scan {n}.pdf", 2_499_840) for n in range(3)]
+    assert all(a.content == bytes(range(256)) * (2_500_000 // 256) for a in message.attachments)
+
+
+def test_ten_megabytes_of_attachments_with_a_bad_character_at_their_end_are_listed_fast() -> None:
+    """A bad character after megabytes of good base64 (with spaces at its line ends, which alone
+    would be decoded) is where a careless check retries every line."""
+    data = base64.encodebytes(bytes(range(256)) * (2_500_000 // 256)).replace(b"\n", b" \r\n") + b"!\r\n"
+    head = b"--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+    raw = (
+        FROM
+        + b"Subject: the scans\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        + b"--b\r\nContent-Type: text/plain\r\n\r\nthree scans attached\r\n"
+        + b"".join(head + b'Content-Disposition: attachment; filename="s%d.pdf"\r\n\r\n' % n + data for n in range(3))
+        + b"--b--\r\n"
+    )
+    started = time.perf_counter()
+    message = parse_as_email_kind(raw)
+    assert time.perf_counter() - started < SECONDS
+    assert [(a.content, a.problem) for a in message.attachments] == [(None, "could not be decoded: invalid base64")] * 3
 
 
 def test_a_body_past_the_line_limit_is_cut_and_said_so() -> None:

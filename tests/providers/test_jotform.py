@@ -6,6 +6,8 @@ it posts to (``?token=`` is how the secret reaches us).
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 
 import pytest
@@ -26,12 +28,21 @@ TOKEN = "jotform-test-token-3b7c90"  # also inside the fixtures' webhookURL
 BOUNDARIES = {
     "every_type.multipart": "------------------------9f3KqW1zXvB7",
     "upload.multipart": "------------------------1WSA91c0mNqsH82UlEp0qj",
+    "contact.multipart": "------------------------7Hq2Lm9Xc4Vb1Nz8",
+    "posted_file.multipart": "------------------------Rk5Tn0Wq3Yb8Mz2Pd6",
 }
+# the two file parts of posted_file.multipart, byte for byte (a 1x1 PNG; text with CR LF, NUL and bytes not UTF-8)
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+NOTES = "Zeilenenden\r\nbleiben: ä".encode() + b"\x00\xff\xfe\r\n"
+UPLOADS = "https://www.jotform.com/uploads/kolanuvarun739/243615086540051/"
 SOURCES = (
     CLIENTS
-    + f"""sources:
+    + f"""sources:  # message: false keeps the body in the note, where these tests read it
   service:
     kind: jotform
+    message: false
     secret: {TOKEN}
     honeypot: Website
     ticket:
@@ -39,7 +50,26 @@ SOURCES = (
       order: "{{{{ fields['Number Of'] }}}}"
   feedback:
     kind: jotform
+    message: false
     secret: {TOKEN}
+  contact:
+    kind: jotform
+    message: false
+    secret: {TOKEN}
+  contact_by_label:
+    kind: jotform
+    message: false
+    secret: {TOKEN}
+    name_field: contact person
+    subject_field: Order Number
+    body_field: Anything Else
+  contact_by_key:
+    kind: jotform
+    message: false
+    secret: {TOKEN}
+    name_field: q10_contactPerson
+    subject_field: q7_orderNumber
+    body_field: q9_anythingElse
 """
 )
 
@@ -91,7 +121,9 @@ def test_every_field_type(app: Flask, sandbox) -> None:
         "Service Quality: Speed: Good, Support: Excellent\n"
         "Signature: [image/png data, not kept]\n"
         "Number Of: 3\n"
-        "Upload Logs: https://www.jotform.com/uploads/kjohnson/253261234567890/6221904456789012345/backup.log",
+        "Upload Logs: https://www.jotform.com/uploads/kjohnson/253261234567890/6221904456789012345/backup.log\n\n"
+        "Attachments (not forwarded):\n"
+        "- backup.log (0 B)",
         "tags": ["jotform"],
         "order": "3",
         "metadata": {"bridge_event_id": event_id},
@@ -113,9 +145,105 @@ def test_file_upload_and_email_by_key(app: Flask, sandbox) -> None:
         "Email Address: alice@example.com\n"
         "Files Related: https://www.jotform.com/uploads/kolanuvarun739/243615086540051/6114090137116205381/"
         "frontend%20setup.jpg, "
-        "https://www.jotform.com/uploads/kolanuvarun739/243615086540051/6114090137116205381/workflow.png",
+        "https://www.jotform.com/uploads/kolanuvarun739/243615086540051/6114090137116205381/workflow.png\n\n"
+        "Attachments (not forwarded):\n"
+        "- frontend setup.jpg (0 B)\n"
+        "- workflow.png (0 B)",
         "metadata": {"bridge_event_id": response.get_json()["event_id"]},
     }
+    # no name, subject or message question: no name, the form's title, every answer in order
+    message = stored_event(app, response.get_json()["event_id"])["message"]
+    assert message["name"] is None
+    assert message["attachments"] == [
+        {"name": name, "content_type": "", "size": 0, "url": f"{UPLOADS}6114090137116205381/{quoted}"}
+        for name, quoted in (("frontend setup.jpg", "frontend%20setup.jpg"), ("workflow.png", "workflow.png"))
+    ]
+
+
+def test_full_name_subject_and_message_detected(app: Flask, sandbox) -> None:
+    response = post(app, "contact", "contact.multipart")
+    event_id = response.get_json()["event_id"]
+    log = "https://www.jotform.com/uploads/kjohnson/253319876543210/6223301427159026114/import.log"
+    body = (
+        "Please restore the shop database from last night.\nToday's import broke the product list.\n\n"
+        "Name: Katherine Johnson\n"
+        "Email: katherine@bigcustomer.com\n"
+        "Subject: Restore last night's backup\n"
+        "Order Number: SO-2026-0311\n"
+        "Anything Else: Call me after 3 pm.\n"
+        "Contact Person: Dorothy Vaughan\n"
+        f"Attach Logs: {log}"
+    )
+    ticket = deliver(app, sandbox, response)
+    assert ticket["subject"] == "Restore last night's backup"
+    assert ticket["note"].startswith(f"From: Katherine Johnson <katherine@bigcustomer.com>\n\n{body}\n\n")
+    message = stored_event(app, event_id)["message"]
+    assert (message["name"], message["body"]) == ("Katherine Johnson", body)
+    assert message["attachments"] == [{"name": "import.log", "content_type": "", "size": 0, "url": log}]
+
+
+def test_name_and_message_detected_by_unique_name(app: Flask, sandbox) -> None:
+    """A plain text box whose unique name is ``fullName`` is a name; ``yourMessage`` a message."""
+
+    def add(raw: dict) -> None:
+        raw.update(q10_fullName="Alice Example", q11_yourMessage="Where is my invoice?")
+
+    body = replace_raw("upload.multipart", add)
+    response = post(app, "feedback", "upload.multipart", body=body)
+    ticket = deliver(app, sandbox, response)
+    assert ticket["subject"] == "Feedback Form"
+    assert ticket["note"].startswith(
+        "From: Alice Example <alice@example.com>\n\nWhere is my invoice?\n\nHow Often: Daily\n"
+    )
+    assert "Your Message" not in ticket["note"] and "Full Name: Alice Example\n" in ticket["note"]
+
+
+@pytest.mark.parametrize("source", ["contact_by_label", "contact_by_key"])
+def test_name_subject_and_body_fields_override_detection(app: Flask, sandbox, source: str) -> None:
+    response = post(app, source, "contact.multipart")
+    ticket = deliver(app, sandbox, response)
+    assert ticket["subject"] == "SO-2026-0311"
+    assert ticket["note"].startswith(
+        "From: Dorothy Vaughan <katherine@bigcustomer.com>\n\n"
+        "Call me after 3 pm.\n\n"
+        "Name: Katherine Johnson\n"
+        "Email: katherine@bigcustomer.com\n"
+        "Subject: Restore last night's backup\n"
+        "Message: Please restore the shop database from last night.\nToday's import broke the product list.\n"
+        "Order Number: SO-2026-0311\n"
+        "Contact Person: Dorothy Vaughan\n"
+        "Attach Logs: "
+    )
+
+
+def test_posted_files_keep_their_bytes(app: Flask, sandbox) -> None:
+    """File parts are attachments with their bytes; a file also listed by its link is not listed twice."""
+    body = fixture("jotform", "posted_file.multipart")
+    request = EnvironBuilder(
+        method="POST", data=body, content_type=f"multipart/form-data; boundary={BOUNDARIES['posted_file.multipart']}"
+    ).get_request()
+    parsed = JotformProvider().parse(request, Source(name="feedback", kind="jotform", secret=TOKEN))
+    assert [(a.name, a.content_type, a.size, a.content, a.url) for a in parsed.attachments] == [
+        ("workflow.png", "image/png", len(PNG), PNG, None),
+        ("notes.txt", "text/plain", len(NOTES), NOTES, None),
+        ("frontend setup.jpg", "", 0, None, f"{UPLOADS}6114090137116209999/frontend%20setup.jpg"),
+    ]
+
+    response = post(app, "feedback", "posted_file.multipart")
+    ticket = deliver(app, sandbox, response)
+    assert ticket["note"].endswith(
+        "Attachments (not forwarded):\n- workflow.png (70 B)\n- notes.txt (29 B)\n- frontend setup.jpg (0 B)"
+    )
+    event = stored_event(app, response.get_json()["event_id"])
+    assert [a.get("url") for a in event["message"]["attachments"]] == [
+        None,
+        None,
+        f"{UPLOADS}6114090137116209999/frontend%20setup.jpg",
+    ]
+    with get_runtime(app).store.engine.connect() as conn:
+        raw_body = bytes(conn.execute(select(events.c.raw_body).where(events.c.id == event["id"])).scalar_one())
+    # the file contents live only in the request, which is kept beside the message
+    assert b"\r\n\r\n" + PNG + b"\r\n" in raw_body and b"\r\n\r\n" + NOTES + b"\r\n" in raw_body
 
 
 def test_email_field_and_name_field_by_key_or_label(make_app, sandbox) -> None:
@@ -210,7 +338,9 @@ def test_labels_are_derived_from_the_unique_name(key: str, label: str) -> None:
     assert derive_label(key) == label
 
 
-answer_keys = st.sampled_from(["q1_email", "q2_name", "q3_date", "q4_x", "temp_upload", "x", "q5_yourEmail"])
+answer_keys = st.sampled_from(
+    ["q1_email", "q2_name", "q3_date", "q4_x", "temp_upload", "x", "q5_yourEmail", "q6_message", "q7_subject"]
+)
 composite = st.dictionaries(
     st.sampled_from(
         [
@@ -246,11 +376,22 @@ SOURCE = Source(name="fuzz", kind="jotform", secret=TOKEN, email_field=None, opt
     submission=st.text(max_size=300),
     title=st.text(max_size=10),
     name_field=st.none() | st.sampled_from(["q2_name", "Email"]),
+    body_field=st.none() | st.sampled_from(["q6_message", "Subject", "x"]),
+    files=st.lists(st.tuples(st.text(max_size=8), st.binary(max_size=32), st.text(max_size=8)), max_size=2),
 )
-def test_parser_raises_only_bridge_errors(raw, submission, title, name_field) -> None:
+def test_parser_raises_only_bridge_errors(raw, submission, title, name_field, body_field, files) -> None:
     form = {"rawRequest": json.dumps(raw), "submissionID": submission, "formTitle": title}
+    for index, (field, content, filename) in enumerate(files):
+        form[f"{field}{index}"] = (io.BytesIO(content), filename)
     request = EnvironBuilder(method="POST", data=form, content_type="multipart/form-data").get_request()
-    source = Source(name="fuzz", kind="jotform", secret=TOKEN, name_field=name_field, options={"honeypot": "h"})
+    source = Source(
+        name="fuzz",
+        kind="jotform",
+        secret=TOKEN,
+        name_field=name_field,
+        body_field=body_field,
+        options={"honeypot": "h"},
+    )
     verify_then_parse(JotformProvider(), request, source, verify_as=SOURCE)
 
 

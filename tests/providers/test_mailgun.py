@@ -28,17 +28,20 @@ from bridge.providers import PROVIDERS
 from bridge.runtime import get_runtime
 from bridge.sources import Source
 from tests.conftest import CLIENTS, AppFactory
-from tests.providers.helpers import deliver, fixture, stored_event, verify_then_parse
+from tests.providers import helpers
+from tests.providers.helpers import deliver, fixture, read_message, sha256, stored_event, verify_then_parse
 
 KEY = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0"  # a test HTTP webhook signing key
 SOURCES = (
     CLIENTS
-    + f"""sources:
+    + f"""sources:  # message: false keeps the body in the note, where these tests read it
   support:
     kind: mailgun
+    message: false
     secret: {KEY}
   support-mime:
     kind: mailgun
+    message: false
     secret: {KEY}
 """
 )
@@ -152,6 +155,38 @@ def test_multipart_attachments_are_listed_in_order(app: Flask, sandbox: Any) -> 
     assert message["fields"]["attachment-count"] == "2"
 
 
+def test_multipart_attachments_keep_their_bytes() -> None:
+    data = {
+        **posted("attachments.json"),
+        "attachment-1": (io.BytesIO(PDF), "Übersicht März.pdf", "application/pdf"),
+        "attachment-2": (io.BytesIO(PNG), "screenshot.png", "image/png"),
+    }
+    message = read_message("mailgun", data, "multipart/form-data")
+    assert [(a.name, a.content_type, a.size, sha256(a.content)) for a in message.attachments] == [
+        ("Übersicht März.pdf", "application/pdf", len(PDF), sha256(PDF)),
+        ("screenshot.png", "image/png", len(PNG), sha256(PNG)),
+    ]
+
+
+def test_in_reply_to_and_references_are_read_from_message_headers_or_their_own_fields(app: Flask) -> None:
+    fields = posted("reply.json")
+    from_headers = post_form(app, "support", sign(fields))
+    assert stored_event(app, event_id(from_headers))["message"]["references"] == [
+        "<20241105101200.4f1a@help.example.com>"
+    ]
+    # message-headers without them, and a References of its own posted as a field
+    bare = with_headers(with_headers(fields, drop="in-reply-to"), drop="references")
+    bare = {
+        **bare,
+        "Message-Id": "<other@mail.gmail.com>",
+        "References": "<first@help.example.com> <20241105101200.4f1a@help.example.com>",
+    }
+    from_fields = post_form(app, "support", sign(bare))
+    message = stored_event(app, event_id(from_fields))["message"]
+    assert message["references"] == ["<20241105101200.4f1a@help.example.com>", "<first@help.example.com>"]
+    assert message["fields"]["headers"]["in-reply-to"] == "<20241105101200.4f1a@help.example.com>"
+
+
 def test_envelope_sender_when_there_is_no_from(app: Flask, sandbox: Any) -> None:
     fields = with_headers(posted("attachments.json", **{"from": None}), drop="from")
     sent = deliver(app, sandbox, post_form(app, "support", sign(fields)))
@@ -191,6 +226,19 @@ def test_mime_variant_parses_body_mime(app: Flask, sandbox: Any) -> None:
     assert message["dedupe_key"] == "message-id:<CAJ7wq=Rk3pX0m@mail.gmail.com>"
     assert message["fields"]["headers"]["in-reply-to"] == "<20241107090000.9c2e@help.example.com>"
     assert "body-mime" not in message["fields"]
+
+
+def test_mime_variant_keeps_attachment_bytes_and_references(app: Flask) -> None:
+    reply = read_message("mailgun", urlencode(mime_post(fixture("mailgun", "reply.eml"))).encode(), URLENCODED)
+    assert [(a.name, sha256(a.content)) for a in reply.attachments] == [("relevé.pdf", sha256(PDF))]
+    assert reply.references == ["<20241107090000.9c2e@help.example.com>"]
+    files = read_message("mailgun", urlencode(mime_post(fixture("email", "files.eml"))).encode(), URLENCODED)
+    assert [(a.name, sha256(a.content), a.problem) for a in files.attachments] == [
+        ("Übersicht März 2026 \u2013 Rechnungen.pdf", sha256(helpers.original("invoice-2026-03.pdf")), None),
+        ("Foto Schaden \u2013 Küche.png", sha256(helpers.original("lieferung.png")), None),
+        ("kontoauszug.csv", sha256(helpers.original("kontoauszug.csv").replace(b"\n", b"\r\n")), None),
+        ("scan.pdf", None, "could not be decoded: invalid base64"),
+    ]
 
 
 def test_mime_8bit_latin1_mail_keeps_its_bytes(app: Flask, sandbox: Any) -> None:

@@ -23,17 +23,27 @@ from bridge.providers import PROVIDERS
 from bridge.runtime import get_runtime
 from bridge.sources import Source
 from tests.conftest import CLIENTS, AppFactory, deliver_all
-from tests.providers.helpers import deliver, fixture, stored_event, verify_then_parse
+from tests.providers.helpers import (
+    deliver,
+    fixture,
+    original,
+    read_message,
+    sha256,
+    stored_event,
+    verify_then_parse,
+)
 
 CREDENTIALS = "postmark:Xq7-inbound-pass"  # what goes into https://user:pass@<bridge>/hooks/inbound
 SOURCES = (
     CLIENTS
-    + f"""sources:
+    + f"""sources:  # message: false keeps the body in the note, where these tests read it
   inbound:
     kind: postmark
+    message: false
     secret: "{CREDENTIALS}"
   billing:
     kind: postmark
+    message: false
     secret: "{CREDENTIALS}"
     ticket:
       subject: "[{{{{ fields.MailboxHash or 'general' }}}}] {{{{ subject }}}}"
@@ -105,7 +115,7 @@ def test_reply_keeps_the_quoted_message_not_the_stripped_reply(app: Flask, sandb
     }
 
 
-def test_attachments_are_listed_by_name_and_size_and_their_content_is_never_kept(app: Flask, sandbox: Any) -> None:
+def test_attachments_are_listed_by_name_and_size_and_their_content_is_not_stored(app: Flask, sandbox: Any) -> None:
     posted = payload("attachments.json")
     response = post(app, posted)
     event_id = response.get_json()["event_id"]
@@ -132,6 +142,66 @@ def test_attachments_are_listed_by_name_and_size_and_their_content_is_never_kept
     }
     stored = json.dumps(message)
     assert all(a["Content"][:40] not in stored for a in posted["Attachments"])
+
+
+def test_attachments_keep_their_bytes() -> None:
+    message = read_message("postmark", fixture("postmark", "files.json"), "application/json")
+    assert [(a.name, a.content_type, a.size, sha256(a.content), a.problem) for a in message.attachments] == [
+        (
+            "Übersicht März 2026 – Rechnungen.pdf",
+            "application/pdf",
+            2059,
+            sha256(original("invoice-2026-03.pdf")),
+            None,
+        ),
+        ("Bildschirmfoto 2026-11-30 um 09.18.42.png", "image/png", 1032, sha256(original("screenshot.png")), None),
+        ("kontoauszug.csv", "application/octet-stream", 37, sha256(original("kontoauszug.csv")), None),  # no type given
+        ("scan.pdf", "application/pdf", 5120, None, "could not be decoded: invalid base64"),
+    ]
+
+
+def test_an_attachment_that_is_not_base64_is_listed_not_refused(app: Flask) -> None:
+    posted = payload("files.json")
+    response = post(app, posted)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    message = stored_event(app, response.get_json()["event_id"])["message"]
+    assert message["attachments"][3] == {
+        "name": "scan.pdf",
+        "content_type": "application/pdf",
+        "size": 5120,
+        "problem": "could not be decoded: invalid base64",
+    }
+    assert message["fields"]["Attachments"][0]["Name"] == "Übersicht März 2026 – Rechnungen.pdf"
+    assert all(a["Content"][:40] not in json.dumps(message) for a in posted["Attachments"])
+
+
+def test_an_attachment_without_its_content_is_listed_with_the_problem() -> None:
+    body = payload("files.json")
+    body["Attachments"] = [{"Name": "big.zip", "ContentType": "application/zip", "ContentLength": 900, "Content": ""}]
+    [attachment] = read_message("postmark", json.dumps(body).encode(), "application/json").attachments
+    assert (attachment.name, attachment.size, attachment.content, attachment.problem) == (
+        "big.zip",
+        900,
+        None,
+        "its content was not posted",
+    )
+
+
+def test_the_dashboard_check_data_is_decoded_too() -> None:
+    attachment = {"Name": "test.txt", "Data": base64.b64encode(b"test attachment").decode(), "ContentType": ""}
+    body = json.dumps(payload("html_only.json", Attachments=[attachment])).encode()
+    [read] = read_message("postmark", body, "application/json").attachments
+    assert (read.content, read.size, read.content_type) == (b"test attachment", 15, "application/octet-stream")
+
+
+@pytest.mark.parametrize("name", ["reply_quoted.json", "files.json"])
+def test_in_reply_to_and_references_are_read_from_the_headers(app: Flask, name: str) -> None:
+    expected = {
+        "reply_quoted.json": ["<ticket-88@acme.example>", "<0100018c-html-only@email.example.com>"],
+        "files.json": ["<ticket-91.note-1@acme.example>", "<ticket-91@acme.example>"],
+    }
+    response = post(app, payload(name))
+    assert stored_event(app, response.get_json()["event_id"])["message"]["references"] == expected[name]
 
 
 def test_templates_see_what_postmark_posted(app: Flask, sandbox: Any) -> None:

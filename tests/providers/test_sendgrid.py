@@ -25,7 +25,15 @@ from bridge.providers import PROVIDERS
 from bridge.providers.sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER, SendGridProvider
 from bridge.sources import Source
 from tests.conftest import CLIENTS, AppFactory
-from tests.providers.helpers import deliver, fixture, stored_event, verify_then_parse
+from tests.providers.helpers import (
+    deliver,
+    fixture,
+    original,
+    read_message,
+    sha256,
+    stored_event,
+    verify_then_parse,
+)
 
 CREDENTIALS = "parse:Zx8-v2mQ-test-pass"
 CONTENT_TYPE = "multipart/form-data; boundary=xYzZY"
@@ -35,24 +43,28 @@ PUBLIC_KEY = base64.b64encode(
 ).decode()
 SOURCES = (
     CLIENTS
-    + f"""sources:
+    + f"""sources:  # message: false keeps the body in the note, where these tests read it
   parse:
     kind: sendgrid
+    message: false
     secret: "{CREDENTIALS}"
   parse-signed:
     kind: sendgrid
+    message: false
     secret: "{CREDENTIALS}"
     verification_key: {PUBLIC_KEY}
   parse-spam:
     kind: sendgrid
+    message: false
     secret: "{CREDENTIALS}"
     max_spam_score: 5
 """
 )
-NON_ASCII, HTML_ONLY, RAW_REPLY = (
+NON_ASCII, HTML_ONLY, RAW_REPLY, REPLY_FILES = (
     "parsed_non_ascii.multipart",
     "parsed_html_only_attachments.multipart",
     "raw_reply.multipart",
+    "parsed_reply_files.multipart",
 )
 
 
@@ -132,6 +144,46 @@ def test_parsed_mode_html_only_with_attachments(app: Flask, sandbox: Any) -> Non
         {"name": "invoice-2026-03.pdf", "content_type": "application/pdf", "size": 2059},
         {"name": "screenshot.png", "content_type": "image/png", "size": 5128},
     ]
+
+
+def test_parsed_mode_attachments_keep_their_bytes() -> None:
+    html_only = read_message("sendgrid", fixture("sendgrid", HTML_ONLY), CONTENT_TYPE).attachments
+    assert [(a.name, sha256(a.content)) for a in html_only] == [
+        ("invoice-2026-03.pdf", sha256(original("invoice-2026-03.pdf"))),
+        ("screenshot.png", sha256(original("screenshot-wide.png"))),
+    ]
+    reply = read_message("sendgrid", fixture("sendgrid", REPLY_FILES), CONTENT_TYPE).attachments
+    assert [(a.name, a.content_type, a.size, sha256(a.content)) for a in reply] == [
+        ("Rechnung 4711 \u2013 März.pdf", "application/pdf", 2175, sha256(original("rechnung-4711.pdf"))),
+        ("Lieferung beschädigt.png", "image/png", 69, sha256(original("lieferung.png"))),
+    ]
+
+
+def test_raw_mode_attachments_keep_their_bytes_and_a_broken_one_its_problem() -> None:
+    eml = fixture("email", "files.eml")
+    body = b'--xYzZY\r\nContent-Disposition: form-data; name="email"\r\n\r\n' + eml + b"\r\n--xYzZY--\r\n"
+    attachments = read_message("sendgrid", body, CONTENT_TYPE).attachments
+    assert [(a.name, sha256(a.content), a.problem) for a in attachments] == [
+        ("Übersicht März 2026 \u2013 Rechnungen.pdf", sha256(original("invoice-2026-03.pdf")), None),
+        ("Foto Schaden \u2013 Küche.png", sha256(original("lieferung.png")), None),
+        ("kontoauszug.csv", sha256(original("kontoauszug.csv").replace(b"\n", b"\r\n")), None),
+        ("scan.pdf", None, "could not be decoded: invalid base64"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "name, references",
+    [
+        # parsed mode: In-Reply-To and References in the posted header block
+        (REPLY_FILES, ["<ticket-4533.1773238000@parse.example.net>", "<CAF=sg-first-70@mail.bigcustomer.com>"]),
+        (RAW_REPLY, ["<ticket-4521.1773068520@parse.example.net>"]),  # raw mode: in the message
+        (NON_ASCII, []),
+    ],
+)
+def test_in_reply_to_and_references_are_read_in_both_modes(app: Flask, name: str, references: list[str]) -> None:
+    response = post(app, fixture("sendgrid", name))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert stored_event(app, response.get_json()["event_id"])["message"]["references"] == references
 
 
 def test_attachments_follow_their_numbers_and_survive_a_repeated_name(app: Flask) -> None:

@@ -21,9 +21,10 @@ from tests.providers.helpers import JSON_VALUES, deliver, fixture, stored_event,
 SECRET = "tally-signing-secret-8d2e41"
 SOURCES = (
     CLIENTS
-    + f"""sources:
+    + f"""sources:  # message: false keeps the body in the note, where these tests read it
   support:
     kind: tally
+    message: false
     secret: {SECRET}
     name_field: Your name
     honeypot: website
@@ -33,9 +34,32 @@ SOURCES = (
         source: "{{{{ fields.utm_source }}}}"
   contact:
     kind: tally
+    message: false
     secret: {SECRET}
     email_field: Email of the person we should reply to
+  requests:
+    kind: tally
+    message: false
+    secret: {SECRET}
+  requests_by_label:
+    kind: tally
+    message: false
+    secret: {SECRET}
+    name_field: last NAME
+    subject_field: Order number
+    body_field: utm_source
+  requests_by_key:
+    kind: tally
+    message: false
+    secret: {SECRET}
+    name_field: question_Sd3eF4
+    subject_field: question_Wp1qR2
+    body_field: question_Yv5wX6
 """
+)
+PHOTOS = (
+    "https://storage.tally.so/private/box.jpg?id=Lq8Wn3&accessToken=Tt9Rr2&signature=c41e",
+    "https://storage.tally.so/private/label-photo.jpg?id=Mr9Xo4&accessToken=Uu0Ss3&signature=d52f",
 )
 
 
@@ -95,7 +119,13 @@ def test_every_field_type(app: Flask, sandbox) -> None:
     assert message["fields"]["Rate each channel"] == {"Email": ["Good"], "Chat": ["Poor"]}
     assert "question_wAlPQz_b1-chrome" not in message["fields"]  # per-option duplicates dropped
     assert "Anything else?" not in message["fields"]  # unanswered
-    assert message["attachments"][0] == {"name": "checkout-error.png", "content_type": "image/png", "size": 48213}
+    assert message["name"] == "Grace Hopper"
+    assert message["attachments"][0] == {
+        "name": "checkout-error.png",
+        "content_type": "image/png",
+        "size": 48213,
+        "url": "https://storage.tally.so/private/checkout-error.png?id=5Bq8Nl&accessToken=Yx2Jm9&signature=7d1e",
+    }
 
 
 def test_email_field_by_label_and_single_id_choice(app: Flask, sandbox) -> None:
@@ -104,15 +134,98 @@ def test_email_field_by_label_and_single_id_choice(app: Flask, sandbox) -> None:
         "user_id": 12,
         "subject": "Contact form",
         "note": "From: <alice@example.com>\n\n"
+        "Please resend invoice 2026-114.\n\n"
         "Your email: assistant@example.net\n"
         "Email of the person we should reply to: alice@example.com\n"
         "Topic: Billing\n"
-        "Message: Please resend invoice 2026-114.\n"
         "Attachments: https://storage.tally.so/private/Rechnung-Marz.pdf?id=Rr5Tt6&accessToken=Zz1Xx2&signature=44aa\n\n"
         "Attachments (not forwarded):\n"
         "- Rechnung März.pdf (1.5 MB)",
         "metadata": {"bridge_event_id": response.get_json()["event_id"]},
     }
+
+
+def test_name_from_first_and_last_subject_and_message_by_label(app: Flask, sandbox) -> None:
+    response = post(app, "requests", fixture("tally", "request.json"))
+    event_id = response.get_json()["event_id"]
+    body = (
+        "The parcel arrived damaged.\nPhotos attached.\n\n"
+        "First name: Grace\n"
+        "Last name: Hopper\n"
+        "Email: grace@bigcustomer.com\n"
+        "Subject: Refund for order SO-2026-0042\n"
+        "Order number: SO-2026-0042\n"
+        f"Photos: {PHOTOS[0]}, {PHOTOS[1]}\n"
+        "utm_source: newsletter"
+    )
+    assert deliver(app, sandbox, response) == {
+        "user_id": 30,
+        "subject": "Refund for order SO-2026-0042",
+        "note": f"From: Grace Hopper <grace@bigcustomer.com>\n\n{body}\n\n"
+        "Attachments (not forwarded):\n"
+        "- box.jpg (200.0 kB)\n"
+        "- label photo.jpg (96.0 kB)",
+        "metadata": {"bridge_event_id": event_id},
+    }
+    message = stored_event(app, event_id)["message"]
+    assert (message["name"], message["body"]) == ("Grace Hopper", body)
+    assert message["attachments"] == [
+        {"name": "box.jpg", "content_type": "image/jpeg", "size": 204800, "url": PHOTOS[0]},
+        {"name": "label photo.jpg", "content_type": "image/jpeg", "size": 98304, "url": PHOTOS[1]},
+    ]
+
+
+def test_hidden_field_names_are_detected_like_labels(app: Flask) -> None:
+    """Tally's keys are its own (``question_…``); a hidden field is known by the name it was given."""
+    payload = json.loads(fixture("tally", "bug_report.json"))
+    payload["data"]["fields"].append(
+        {"key": "question_Kk1Ll2", "label": "full_name", "type": "HIDDEN_FIELDS", "value": "Alice Example"}
+    )
+    response = post(app, "requests", json.dumps(payload).encode())
+    assert stored_event(app, response.get_json()["event_id"])["message"]["name"] == "Alice Example"
+
+
+@pytest.mark.parametrize("source", ["requests_by_label", "requests_by_key"])
+def test_name_subject_and_body_fields_override_detection(app: Flask, sandbox, source: str) -> None:
+    response = post(app, source, fixture("tally", "request.json"))
+    ticket = deliver(app, sandbox, response)
+    assert ticket["subject"] == "SO-2026-0042"
+    message = stored_event(app, response.get_json()["event_id"])["message"]
+    assert message["name"] == "Hopper"
+    assert message["body"] == (
+        "newsletter\n\n"
+        "First name: Grace\n"
+        "Last name: Hopper\n"
+        "Email: grace@bigcustomer.com\n"
+        "Subject: Refund for order SO-2026-0042\n"
+        "Message: The parcel arrived damaged.\nPhotos attached.\n"
+        "Order number: SO-2026-0042\n"
+        f"Photos: {PHOTOS[0]}, {PHOTOS[1]}"
+    )
+
+
+def test_without_name_subject_or_message_the_title_and_every_answer(app: Flask, sandbox) -> None:
+    response = post(app, "requests", fixture("tally", "bug_report.json"))
+    event_id = response.get_json()["event_id"]
+    recording = "https://storage.tally.so/private/cart.webm?id=Zp4Kd1&accessToken=Vv1Ww2&signature=e63a"
+    assert deliver(app, sandbox, response) == {
+        "user_id": 12,
+        "subject": "Bug report",
+        "note": "From: <alice@example.com>\n\n"
+        "Email: alice@example.com\n"
+        "Which page?: https://example.com/cart\n"
+        "What happened?: The cart empties itself after login.\n"
+        "Browser: Firefox\n"
+        f"Screen recording: {recording}\n\n"
+        "Attachments (not forwarded):\n"
+        "- cart.webm (3.0 MB)",
+        "metadata": {"bridge_event_id": event_id},
+    }
+    message = stored_event(app, event_id)["message"]
+    assert message["name"] is None
+    assert message["attachments"] == [
+        {"name": "cart.webm", "content_type": "video/webm", "size": 3145728, "url": recording}
+    ]
 
 
 def test_first_email_answer_is_the_sender_by_default(make_app, sandbox) -> None:
@@ -185,7 +298,12 @@ field = st.fixed_dictionaries(
         "label": JSON_VALUES,
         "type": st.sampled_from(["CHECKBOXES", "MATRIX", "FILE_UPLOAD", "SIGNATURE", "INPUT_EMAIL", "RANKING"])
         | JSON_VALUES,
-        "value": JSON_VALUES | st.lists(st.fixed_dictionaries({}, optional={"name": JSON_VALUES, "size": JSON_VALUES})),
+        "value": JSON_VALUES
+        | st.lists(
+            st.fixed_dictionaries(
+                {}, optional={"name": JSON_VALUES, "size": JSON_VALUES, "url": JSON_VALUES | st.text()}
+            )
+        ),
         "options": st.lists(option, max_size=3) | JSON_VALUES,
         "rows": st.lists(option, max_size=2),
         "columns": st.lists(option, max_size=2),

@@ -21,9 +21,10 @@ from tests.providers.helpers import JSON_VALUES, deliver, fixture, stored_event,
 SECRET = "typeform-test-secret-5f1c9a"
 SOURCES = (
     CLIENTS
-    + f"""sources:
+    + f"""sources:  # message: false keeps the body in the note, where these tests read it
   quotes:
     kind: typeform
+    message: false
     secret: {SECRET}
     name_field: name
     honeypot: website_trap
@@ -33,13 +34,44 @@ SOURCES = (
         campaign: "{{{{ fields.utm_campaign }}}}"
   devis:
     kind: typeform
+    message: false
     secret: {SECRET}
     name_field: prenom
   example:
     kind: typeform
+    message: false
     secret: {SECRET}
     email_field: Secondary contact email
+  support:
+    kind: typeform
+    message: false
+    secret: {SECRET}
+  support_by_title:
+    kind: typeform
+    message: false
+    secret: {SECRET}
+    name_field: Company
+    subject_field: order NUMBER
+    body_field: Anything else we should know?
+  support_by_ref:
+    kind: typeform
+    message: false
+    secret: {SECRET}
+    name_field: company
+    subject_field: order_number
+    body_field: extra_info
+  support_unanswered:
+    kind: typeform
+    message: false
+    secret: {SECRET}
+    name_field: nickname
+    subject_field: topic
+    body_field: comments
 """
+)
+SCREENSHOT = (
+    "https://api.typeform.com/forms/Kq7vR2xN/responses/m4c8r2t6y0u3i7o1p5a9s2d6f0g4h8j1/fields/Sc9qR0sT1uV2"
+    "/files/9b2e71c4d5a6-pay%20button.png"
 )
 
 
@@ -82,7 +114,9 @@ def test_every_answer_type(app: Flask, sandbox) -> None:
         "Upload your brief: https://api.typeform.com/forms/pRj8fQ2w/responses/9x2k0v4q8m1b3n5c7z9x2k0v4q8m1b3n"
         "/fields/Fu0dBcC1eD2f/files/4f1c2a-brief.pdf\n"
         "Deposit: amount: 50.00, last4: 4242, name: Ada Lovelace, success: yes\n"
-        "utm_campaign: winter-sale",
+        "utm_campaign: winter-sale\n\n"
+        "Attachments (not forwarded):\n"
+        "- 4f1c2a-brief.pdf (0 B)",
         "tags": ["typeform"],
         "metadata": {"campaign": "winter-sale", "bridge_event_id": response.get_json()["event_id"]},
     }
@@ -114,8 +148,119 @@ def test_typeform_example_payload_with_email_field_by_title(app: Flask, sandbox)
         "On a scale of 1 to 5, what rating would you give the food in Sydney?: 3\n"
         "Upload a photo of your favourite spot: https://api.typeform.com/forms/lT4Z3j/responses/"
         "a3a12ec67a1365927098a606107fac15/fields/M5tXK5kGsfK4/files/d3f8e7a2-sydney.jpg\n"
-        "user_id: abc123456"
+        "user_id: abc123456\n\n"
+        "Attachments (not forwarded):\n"
+        "- d3f8e7a2-sydney.jpg (0 B)"
     )
+    # no name, subject or message question: no name, the form's title, every answer in order
+    message = stored_event(app, response.get_json()["event_id"])["message"]
+    assert message["name"] is None
+    assert message["attachments"] == [
+        {
+            "name": "d3f8e7a2-sydney.jpg",
+            "content_type": "",
+            "size": 0,
+            "url": "https://api.typeform.com/forms/lT4Z3j/responses/a3a12ec67a1365927098a606107fac15/fields/"
+            "M5tXK5kGsfK4/files/d3f8e7a2-sydney.jpg",
+        }
+    ]
+
+
+def test_name_subject_and_message_detected_by_ref(app: Flask, sandbox) -> None:
+    response = post(app, "support", fixture("typeform", "contact_refs.json"))
+    ticket = deliver(app, sandbox, response)
+    assert ticket["user_id"] == 30
+    assert ticket["subject"] == "Checkout fails on mobile"
+    message = stored_event(app, response.get_json()["event_id"])["message"]
+    assert message["name"] == "Ada Lovelace"
+    assert message["email"] == "ada@bigcustomer.com"
+    assert message["subject"] == "Checkout fails on mobile"
+    # the message first, then every other answer (name, address and subject too), hidden fields last
+    assert message["body"] == (
+        "Since Monday the pay button does nothing on phones.\nDesktop works.\n\n"
+        "Who are we talking to?: Ada Lovelace\n"
+        "What's the best address to reach you?: ada@bigcustomer.com\n"
+        "Company: Big Customer Ltd\n"
+        "In a few words, what is it about?: Checkout fails on mobile\n"
+        "Order number: SO-2026-1187\n"
+        "Anything else we should know?: We use Safari on iPhone 15.\n"
+        f"Upload a screenshot: {SCREENSHOT}\n"
+        "utm_source: newsletter"
+    )
+    assert ticket["note"].startswith(f"From: Ada Lovelace <ada@bigcustomer.com>\n\n{message['body']}")
+    assert message["attachments"] == [
+        {"name": "9b2e71c4d5a6-pay button.png", "content_type": "", "size": 0, "url": SCREENSHOT}
+    ]
+    assert message["fields"]["message"] == message["fields"]["Tell us more"]  # fields keep every answer
+
+
+def test_name_subject_and_message_detected_by_title(app: Flask, sandbox) -> None:
+    response = post(app, "support", fixture("typeform", "contact_titles.json"))
+    ticket = deliver(app, sandbox, response)
+    assert ticket == {
+        "user_id": 30,
+        "subject": "Invoice address",
+        "note": "From: Grace Hopper <grace@bigcustomer.com>\n\n"
+        "Please put our VAT number on the next invoice.\n\n"
+        "Your name: Grace Hopper\n"
+        "Email: grace@bigcustomer.com\n"
+        "Subject: Invoice address\n"
+        "Which plan are you on?: Pro",
+        "metadata": {"bridge_event_id": response.get_json()["event_id"]},
+    }
+
+
+@pytest.mark.parametrize(
+    "title, name",
+    [
+        ("Your Name:", "Grace Hopper"),
+        ("full-name", "Grace Hopper"),
+        ("fullName", "Grace Hopper"),
+        ("  YOUR FULL NAME *", "Grace Hopper"),
+        ("Name", "Grace Hopper"),
+        ("What is your name?", None),
+        ("Company name", None),
+        ("Nickname", None),
+    ],
+)
+def test_which_titles_are_a_name(app: Flask, title: str, name: str | None) -> None:
+    payload = json.loads(fixture("typeform", "contact_titles.json"))
+    payload["form_response"]["definition"]["fields"][0]["title"] = title
+    response = post(app, "support", json.dumps(payload).encode())
+    assert stored_event(app, response.get_json()["event_id"])["message"]["name"] == name
+
+
+@pytest.mark.parametrize("source", ["support_by_title", "support_by_ref"])
+def test_name_subject_and_body_fields_override_detection(app: Flask, sandbox, source: str) -> None:
+    response = post(app, source, fixture("typeform", "contact_refs.json"))
+    ticket = deliver(app, sandbox, response)
+    assert ticket["subject"] == "SO-2026-1187"
+    message = stored_event(app, response.get_json()["event_id"])["message"]
+    assert message["name"] == "Big Customer Ltd"
+    assert message["body"] == (
+        "We use Safari on iPhone 15.\n\n"
+        "Who are we talking to?: Ada Lovelace\n"
+        "What's the best address to reach you?: ada@bigcustomer.com\n"
+        "Company: Big Customer Ltd\n"
+        "In a few words, what is it about?: Checkout fails on mobile\n"
+        "Tell us more: Since Monday the pay button does nothing on phones.\nDesktop works.\n"
+        "Order number: SO-2026-1187\n"
+        f"Upload a screenshot: {SCREENSHOT}\n"
+        "utm_source: newsletter"
+    )
+
+
+def test_fields_naming_unanswered_questions_leave_no_guess(app: Flask, sandbox) -> None:
+    """A configured field replaces detection: when it is not answered there is no name, the title
+    is the subject and the body lists every answer, though "full_name", "subject" and "message" are there."""
+    response = post(app, "support_unanswered", fixture("typeform", "contact_refs.json"))
+    ticket = deliver(app, sandbox, response)
+    assert ticket["subject"] == "Support request"
+    message = stored_event(app, response.get_json()["event_id"])["message"]
+    assert message["name"] is None
+    assert message["body"].startswith("Who are we talking to?: Ada Lovelace\n")
+    assert "Tell us more: Since Monday" in message["body"]
+    assert ticket["note"].startswith("From: <ada@bigcustomer.com>\n\nWho are we talking to?: Ada Lovelace\n")
 
 
 def test_first_email_answer_is_the_sender_by_default(make_app, sandbox) -> None:
@@ -216,8 +361,12 @@ def test_missing_definition_falls_back_to_refs(app: Flask, sandbox) -> None:
 
 
 answer = st.fixed_dictionaries(
-    {"type": st.sampled_from(["text", "choice", "choices", "payment", "field", "type", "x"]) | st.text(max_size=5)},
+    {
+        "type": st.sampled_from(["text", "choice", "choices", "payment", "file_url", "field", "type", "x"])
+        | st.text(max_size=5)
+    },
     optional={
+        "file_url": JSON_VALUES | st.text(max_size=40),
         "field": JSON_VALUES | st.fixed_dictionaries({"id": st.text(max_size=3)}),
         "choice": JSON_VALUES,
         "choices": JSON_VALUES,
