@@ -57,7 +57,8 @@ def plan_delivery(
     threads: bool = False,
 ) -> Delivery:
     """Map ``message`` for ``source``; ``threads``: the kind is an email kind, whose replies may
-    join an earlier ticket. Raises MappingFailed as :func:`bridge.tickets.build_ticket_request`."""
+    join an earlier ticket. Raises MappingFailed (``unresolved_user``,
+    ``template_error`` or ``invalid_ticket_request``); the caller stores the event as failed with that reason."""
     rendered = render_ticket(message, source, received_at)
     plan: dict[str, Any] = {}
     client_id = mapped_user_id(rendered, message, source, config)

@@ -17,6 +17,7 @@ from bridge.spp_client import FileUpload, Outcome, SppClient
 from bridge.status import PENDING, AttemptOutcome, ClientHow, Status, Step
 from bridge.store.conversations import ClientBook, Earlier, Threads
 from bridge.store.queue import Claim
+from bridge.tickets import unresolved_user
 
 # how soon a step that has to wait looks again: a follow-up whose ticket is being created, a
 # client another worker is creating
@@ -177,11 +178,7 @@ class Run:
 
     def _fallback(self, plan: dict[str, Any]) -> StepResult | None:
         if plan["fallback"] is None:
-            failure = (
-                f"unresolved_user: no client in SPP or the sources file matches {plan['email']}"
-                " and the sources file sets no defaults.user_id"
-            )
-            return StepResult(Step.CLIENT, failure=failure)
+            return StepResult(Step.CLIENT, failure=str(unresolved_user(plan["email"], looked_up=True)))
         self._settle_client(plan["fallback"], ClientHow.DEFAULT)
         return None
 

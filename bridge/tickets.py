@@ -38,26 +38,6 @@ def template_context(message: InboundMessage, source: Source, received_at: datet
     }
 
 
-def build_ticket_request(
-    message: InboundMessage,
-    source: Source,
-    config: SourcesConfig,
-    received_at: datetime,
-    event_id: str | None = None,
-) -> dict[str, Any]:
-    """Render the source's ``ticket`` mapping into a validated StoreTicketRequest, the client
-    resolved from the sources file alone and the body in the note (a source with ``message: false``).
-
-    Raises :class:`MappingFailed` (``unresolved_user``, ``template_error`` or
-    ``invalid_ticket_request``); the caller stores the event as failed with that reason.
-    """
-    rendered = render_ticket(message, source, received_at)
-    user_id = mapped_user_id(rendered, message, source, config)
-    if user_id is None:
-        user_id = default_user_id(message, config)
-    return ticket_request(rendered, message, source, user_id, event_id)
-
-
 def render_ticket(message: InboundMessage, source: Source, received_at: datetime) -> dict[str, Any]:
     """The source's ``ticket`` templates rendered for ``message``; raises MappingFailed (``template_error``)."""
     context = template_context(message, source, received_at)

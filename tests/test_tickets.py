@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,12 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
+from bridge.conversation import plan_delivery
 from bridge.errors import MappingFailed
 from bridge.message import Attachment, InboundMessage
 from bridge.providers import PROVIDERS
 from bridge.sources import SourcesConfig, load_sources
 from bridge.spp_schema import validate_ticket_request
-from bridge.tickets import NOTE_MAX_BYTES, build_ticket_request, lookup_client
+from bridge.tickets import NOTE_MAX_BYTES, lookup_client
 
 RECEIVED = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 TOP_CLIENTS = {"alice@example.com": 12, "@example.com": 13, "@bigcustomer.com": 30}
@@ -57,15 +59,22 @@ def message(**kw: Any) -> InboundMessage:
 
 
 def build(config: SourcesConfig, msg: InboundMessage | None = None, event_id: str | None = None) -> dict[str, Any]:
-    request = build_ticket_request(msg or message(), config.sources["api"], config, RECEIVED, event_id)
+    request = ticket_of(config, msg, event_id)
     assert validate_ticket_request(request) == {}
     return request
 
 
 def failure(config: SourcesConfig, msg: InboundMessage | None = None) -> MappingFailed:
     with pytest.raises(MappingFailed) as info:
-        build_ticket_request(msg or message(), config.sources["api"], config, RECEIVED)
+        ticket_of(config, msg)
     return info.value
+
+
+def ticket_of(config: SourcesConfig, msg: InboundMessage | None, event_id: str | None = None) -> dict[str, Any]:
+    """The ticket request as the sources file alone maps it, the body in the note: what these
+    tests are about (the look-up in SPP and the message are tests/test_conversations.py's)."""
+    source = replace(config.sources["api"], client_lookup=False, message=False)
+    return plan_delivery(msg or message(), source, config, RECEIVED, event_id).ticket_request
 
 
 # --- user_id -------------------------------------------------------------------------------------
