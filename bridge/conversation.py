@@ -23,6 +23,7 @@ from bridge.tickets import (
     human_size,
     mapped_user_id,
     render_ticket,
+    sender_line,
     ticket_request,
 )
 
@@ -113,8 +114,7 @@ def split_name(name: str | None, email: str) -> tuple[str, str]:
 
 def staff_line(message: InboundMessage, source: Source, event_id: str | None) -> str:
     """The default note when the sender's words go to the conversation: who wrote, where, which event."""
-    name, email = " ".join((message.name or "").split()), "".join((message.email or "").split())
-    sender = " ".join(p for p in (name, f"<{email}>" if email else "") if p) or "an unknown sender"
+    sender = sender_line(message) or "an unknown sender"
     event = f" (bridge event {event_id})" if event_id else ""
     return f"From {sender} via {source.name}{event}"
 

@@ -142,16 +142,14 @@ class Run:
             self._settle_client(remembered.client_id, ClientHow.FOUND)
             return None
         if remembered is not None and remembered.being_created(self.steps.owner, now):
-            reason = f"waiting: another worker is creating the SPP client for {email}"
-            return StepResult(Step.CLIENT, wait_until=now + timedelta(seconds=WAIT_SECONDS), reason=reason)
+            return _creating_elsewhere(email, now)
         not_found = self.looked_up or (remembered is not None and remembered.fresh_not_found(now))
         if not_found and not plan["create"]:
             return self._fallback(plan)
         if not self.looked_up:
             return self._look_up(email, now)
         if not book.start_creating(email, self.steps.owner, now, self.steps.hold_seconds):
-            reason = f"waiting: another worker is creating the SPP client for {email}"
-            return StepResult(Step.CLIENT, wait_until=now + timedelta(seconds=WAIT_SECONDS), reason=reason)
+            return _creating_elsewhere(email, now)
         outcome = self.steps.spp.create_client(email, plan["name_f"], plan["name_l"], self.claim.request_id)
         if outcome.ok:
             book.remember(email, outcome.client_id, ClientHow.CREATED, now)
@@ -195,3 +193,9 @@ class Run:
         until = min(max(due or soonest, soonest), now + timedelta(seconds=MAX_WAIT_SECONDS))
         reason = f"waiting for the ticket of {earlier.event_id}, the mail this one answers ({earlier.status})"
         return StepResult(Step.TICKET, wait_until=until, reason=reason)
+
+
+def _creating_elsewhere(email: str, now: datetime) -> StepResult:
+    """Another worker holds the right to create this client: look again shortly."""
+    reason = f"waiting: another worker is creating the SPP client for {email}"
+    return StepResult(Step.CLIENT, wait_until=now + timedelta(seconds=WAIT_SECONDS), reason=reason)

@@ -162,11 +162,16 @@ def lookup_client(clients: dict[str, int], email: str) -> int | None:
 
 
 def _default_note(message: InboundMessage, event_id: str | None) -> str:
-    # whitespace collapsed so a name holding a line break cannot push the address off the first line
-    name, email = " ".join((message.name or "").split()), "".join((message.email or "").split())
-    sender = " ".join(p for p in (name, f"<{email}>" if email else "") if p)
+    sender = sender_line(message)
     text = f"From: {sender}\n\n{message.body or ''}" if sender else message.body or ""
     return capped_note(text, attachment_list(message.attachments), event_id)
+
+
+def sender_line(message: InboundMessage) -> str:
+    """``Name <address>``, either part left out when missing; empty without both. Whitespace is
+    collapsed so a name holding a line break cannot push the address off its line."""
+    name, email = " ".join((message.name or "").split()), "".join((message.email or "").split())
+    return " ".join(p for p in (name, f"<{email}>" if email else "") if p)
 
 
 def capped_note(text: str, tail: str, event_id: str | None) -> str:
