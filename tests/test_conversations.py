@@ -34,6 +34,8 @@ sources:
     ticket:
       message: "{{{{ body }}}} (order {{{{ fields.order }}}})"
 """
+# a retry is due only when a test makes it due (deliver_until_settled), so the state between stays still
+SLOW_RETRIES = {"BRIDGE_RETRY_BASE_SECONDS": "60", "BRIDGE_RETRY_MAX_SECONDS": "120"}
 NO_DEFAULT = f"""
 sources:
   api: {{kind: json, secret: {SECRET}}}
@@ -211,7 +213,7 @@ def test_no_client_anywhere_fails_at_the_client_step_and_replays_once_spp_has_it
 
 
 def test_a_failed_look_up_is_retried_like_a_ticket(make_app: AppFactory, sandbox) -> None:
-    app = make_app(SOURCES)
+    app = make_app(SOURCES, **SLOW_RETRIES)
     runtime = get_runtime(app)
     sandbox.sandbox.script(503, endpoint="clients")
     event_id = post(app)
@@ -230,7 +232,7 @@ def test_a_failed_look_up_is_retried_like_a_ticket(make_app: AppFactory, sandbox
 
 
 def test_a_refused_creation_looks_the_client_up_again(make_app: AppFactory, sandbox) -> None:
-    app = make_app(SOURCES)
+    app = make_app(SOURCES, **SLOW_RETRIES)
     runtime = get_runtime(app)
     sandbox.sandbox.script(422, endpoint="create_client")  # e.g. made in SPP between look-up and creation
     event_id = post(app, "create")
@@ -248,7 +250,7 @@ def test_a_refused_creation_looks_the_client_up_again(make_app: AppFactory, sand
 
 
 def test_message_503_then_201_makes_one_ticket_and_one_message(make_app: AppFactory, sandbox) -> None:
-    app = make_app(SOURCES)
+    app = make_app(SOURCES, **SLOW_RETRIES)
     runtime = get_runtime(app)
     sandbox.sandbox.script(503, endpoint="messages")
     event_id = post(app, email="mapped@example.com")
