@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from bridge.chores import Chore, Chores
 from bridge.retry import RetryPolicy
 from bridge.sources import SourcesConfig
 from bridge.spp_client import SppClient
@@ -62,9 +63,14 @@ class Runtime:
             "poll_seconds": s.poll_seconds,
             "probe_seconds": s.probe_seconds,
             "wake": self.wake,
+            "chores": Chores(self.chores()),
             **overrides,
         }
         return Worker(queue or self.store.queue, self.spp_client(), self.retry_policy(), **options)
+
+    def chores(self) -> list[Chore]:
+        """What every worker does periodically beside delivery (bridge/chores.py)."""
+        return []
 
     def listen_for_events(self, worker: Worker) -> None:
         """On PostgreSQL, wake ``worker`` on every NOTIFY of a new event, from any process."""

@@ -24,6 +24,7 @@ from queue import Queue
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bridge.chores import Chores
 from bridge.metrics import ATTEMPTS, DELIVERY_SECONDS, FINISHED
 from bridge.retry import Decision, RetryPolicy, decide
 from bridge.spp_client import Outcome, SppClient
@@ -62,6 +63,7 @@ class Worker:
         grace_seconds: float = 8.0,
         probe_seconds: float = DEFAULT_PROBE_SECONDS,
         wake: threading.Event | None = None,
+        chores: Chores | None = None,
     ) -> None:
         self.queue = queue
         self.client = client
@@ -72,6 +74,7 @@ class Worker:
         self.grace_seconds = grace_seconds
         self.probe_seconds = probe_seconds
         self.wake = wake or threading.Event()
+        self.chores = chores or Chores()
         self.owner = worker_name()
         self.steps = Steps(client, queue.clients, queue.threads, self.owner, lease_seconds)
         self.stopping = threading.Event()
@@ -88,6 +91,7 @@ class Worker:
     def run(self) -> None:
         """Deliver until :meth:`stop` is called, then shut down gracefully."""
         self._start_threads()
+        self.chores.start(self.stopping)
         log.info("worker %s started: %d deliveries in flight at most", self.owner, self.concurrency)
         while not self.stopping.is_set():
             claimed = self._claim_due()
