@@ -4,7 +4,6 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
 SANDBOX_PORT ?= 8081
-export API_TOKEN ?= dev-api-token
 
 .PHONY: run test test-faults lint install dev-install migrate clean soak bench
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from bridge.app import create_app
+from bridge.app import create_app, help_only_app
 from bridge.errors import ConfigError
 
 try:
     app = create_app()
 except ConfigError as exc:
-    # one line, no traceback, non-zero exit (docs/behaviour.md section 2)
-    sys.exit(f"configuration error: {exc}")
+    if not {"--help", "-h"} & set(sys.argv[1:]):
+        # one line, no traceback, non-zero exit (docs/behaviour.md section 2)
+        sys.exit(f"configuration error: {exc}")
+    app = help_only_app(str(exc))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,4 +53,17 @@ def create_app(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str
     register_http(app)
     app.wsgi_app = WholeBody(app.wsgi_app, settings.max_body_bytes)  # type: ignore[method-assign]
     app.cli.add_command(bridge_cli)
+    return app
+
+
+def help_only_app(problem: str) -> Flask:
+    """An app that can only show the CLI's help: ``flask --app wsgi bridge --help`` explains the
+    commands while the configuration is still wrong (a command itself would stop with the one-line
+    configuration error, as gunicorn does)."""
+    from bridge.cli import bridge_cli
+
+    app = Flask("bridge")
+    commands = copy.copy(bridge_cli)
+    commands.epilog = f"The configuration is not valid yet: {problem}"
+    app.cli.add_command(commands)
     return app

@@ -7,6 +7,11 @@ PY=${PYTHON:-.venv/bin/python}
 BIN=$(dirname "$PY")
 PORT=${PORT:-8000}
 SANDBOX_PORT=${SANDBOX_PORT:-8081}
+# .env (written from .env.example on the first run, below): what the shell sets wins
+ENV_FILE=${ENV_FILE:-.env}
+if [[ -f "$ENV_FILE" ]]; then
+  eval "$("$PY" scripts/local_env.py exports "$ENV_FILE")"
+fi
 export API_TOKEN=${API_TOKEN:-dev-api-token}
 export SPP_API_URL=${SPP_API_URL:-http://127.0.0.1:$SANDBOX_PORT}
 export SPP_API_TOKEN=${SPP_API_TOKEN:-sandbox-token}
@@ -38,6 +43,14 @@ for port in "${ports[@]}"; do
   fi
 done
 
+wrote_env=""
+if [[ ! -f "$ENV_FILE" ]]; then
+  "$PY" scripts/local_env.py write .env.example "$ENV_FILE"
+  wrote_env="    wrote $ENV_FILE (from .env.example): the flask CLI reads it, e.g. in a second shell:
+      $BIN/flask --app wsgi bridge check
+"
+fi
+
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
@@ -63,7 +76,7 @@ cat <<MSG
     sources file                ${BRIDGE_SOURCES_FILE:-config/sources.yml}
     admin page                  http://127.0.0.1:$PORT/admin   (token: $BRIDGE_ADMIN_TOKEN)
     admin API, metrics          http://127.0.0.1:$PORT/api/events, /metrics, /openapi.json
-
+$wrote_env
   Post a sample ticket request:
     curl -s -H 'X-Bridge-Token: $API_TOKEN' -H 'Content-Type: application/json' -d '{"email":"alice@example.com","name":"Alice","subject":"Hello","message":"My first ticket"}' http://127.0.0.1:$PORT/hooks/api
 

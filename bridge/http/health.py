@@ -1,4 +1,5 @@
-"""Operations endpoints: liveness, readiness and the OpenAPI description (open), metrics (admin token)."""
+"""Operations endpoints: the front door ``/``, liveness, readiness and the OpenAPI description (open),
+metrics (admin token)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, redirect, url_for
+from flask.typing import ResponseReturnValue
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -20,6 +22,23 @@ from bridge.status import PENDING
 from bridge.store import EventQueries
 
 health = Blueprint("health", __name__)
+
+
+NO_ADMIN_PAGE = """spp-ticket-bridge is running.
+
+Webhooks: POST /hooks/<source> (the sources file lists them; `flask --app wsgi bridge check` prints
+their URLs). Health: /healthz. API description: /openapi.json.
+The admin page (/admin) is off: set BRIDGE_ADMIN_TOKEN to turn it on, then open /admin and sign in
+with that token.
+"""
+
+
+@health.get("/")
+def home() -> ResponseReturnValue:
+    """Whoever opens the bridge's URL in a browser: the admin page, or how to turn it on."""
+    if get_runtime().settings.admin_token:
+        return redirect(url_for("admin_page.events_list"), 302)
+    return Response(NO_ADMIN_PAGE, mimetype="text/plain")
 
 
 @health.get("/healthz")
