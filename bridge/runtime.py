@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from bridge.alerts import EVERY_SECONDS, Alerts, secret_parts, target
 from bridge.chores import Chore, Chores
 from bridge.retry import RetryPolicy
 from bridge.sources import SourcesConfig
@@ -26,7 +27,8 @@ class Runtime:
 
     def secrets(self) -> list[str]:
         s = self.settings
-        return [x for x in (s.spp_api_token, s.admin_token, *self.sources.secrets()) if x]
+        alert_secrets = [part for url in s.alert_urls for part in secret_parts(url)]
+        return [x for x in (s.spp_api_token, s.admin_token, *self.sources.secrets(), *alert_secrets) if x]
 
     def session_key(self) -> str:
         """What signs the admin page's session cookie: SECRET_KEY, else a random key the bridge
@@ -70,7 +72,20 @@ class Runtime:
 
     def chores(self) -> list[Chore]:
         """What every worker does periodically beside delivery (bridge/chores.py)."""
-        return []
+        if not self.settings.alert_urls:
+            return []
+        return [Chore("alerts", EVERY_SECONDS, self.alerts().run)]
+
+    def alerts(self, **overrides: Any) -> Alerts:
+        """The alerts chore for BRIDGE_ALERT_URLS; ``overrides`` are Alerts options (tests shorten the window)."""
+        s = self.settings
+        options: dict[str, Any] = {
+            "queue_age_seconds": s.alert_queue_age_seconds,
+            "public_url": s.public_url,
+            "secrets": self.secrets(),
+            **overrides,
+        }
+        return Alerts(self.store.alerts, [target(url) for url in s.alert_urls], **options)
 
     def listen_for_events(self, worker: Worker) -> None:
         """On PostgreSQL, wake ``worker`` on every NOTIFY of a new event, from any process."""
