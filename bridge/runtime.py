@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from flask import Flask, current_app
@@ -27,8 +28,12 @@ class Runtime:
 
     def secrets(self) -> list[str]:
         s = self.settings
-        alert_secrets = [part for url in s.alert_urls for part in secret_parts(url)]
-        return [x for x in (s.spp_api_token, s.admin_token, *self.sources.secrets(), *alert_secrets) if x]
+        return [x for x in (s.spp_api_token, s.admin_token, *self.sources.secrets(), *self._alert_secrets) if x]
+
+    @cached_property
+    def _alert_secrets(self) -> list[str]:
+        """Worked out once: the admin page scrubs every page it serves."""
+        return [part for url in self.settings.alert_urls for part in secret_parts(url)]
 
     def session_key(self) -> str:
         """What signs the admin page's session cookie: SECRET_KEY, else a random key the bridge
