@@ -202,8 +202,8 @@ class Alerts:
 
     def _queue_age(self, now: datetime) -> Notice | None:
         backlog = self.store.backlog(now)
-        if backlog.oldest_due_at is None:
-            return None
+        if backlog.oldest_due_at is None or self.store.pause() is not None:
+            return None  # while paused the token alert says why the queue waits
         waited = (now - backlog.oldest_due_at).total_seconds()
         if waited <= self.queue_age_seconds:
             return None
@@ -211,7 +211,7 @@ class Alerts:
             f"{TITLE}: delivery is behind",
             f"{backlog.due} event(s) are due for delivery to SPP; the oldest has been waiting for"
             f" {_duration(waited)} (BRIDGE_ALERT_QUEUE_AGE_SECONDS: {self.queue_age_seconds:g} s)."
-            f" Is a worker running?\nSee {self._link('/admin/events')}.",
+            f"\nSee {self._link('/admin/events')}.",
             apprise.NotifyType.WARNING,
         )
 

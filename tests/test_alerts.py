@@ -220,6 +220,16 @@ def test_the_token_alert_while_spp_refuses_the_token(alerting, sandbox, receiver
     assert f"See {PUBLIC_URL}/admin." in told["message"]
 
 
+def test_while_paused_the_queue_alert_leaves_it_to_the_token_alert(alerting, sandbox, receiver) -> None:
+    app = alerting(BRIDGE_ALERT_QUEUE_AGE_SECONDS="60")
+    runtime = get_runtime(app)
+    sandbox.sandbox.script(401)
+    post(app)
+    deliver_all(runtime)
+    runtime.alerts().run(datetime.now(UTC) + timedelta(seconds=120))
+    assert [p["title"] for p in receiver.posts] == ["spp-ticket-bridge: SPP refuses the API token"]
+
+
 def test_nothing_to_tell_sends_nothing(alerting, sandbox, receiver) -> None:
     app = alerting()
     post(app)
@@ -272,10 +282,10 @@ def test_no_secret_in_any_notification(alerting, sandbox, receiver) -> None:
         conn.execute(update(events).where(events.c.id == event_id).values(last_error="echo: " + " ".join(secrets)))
     sandbox.sandbox.script(401)
     post(app)
-    deliver_all(runtime)  # paused: the token alert, and a queue that waits
+    deliver_all(runtime)  # paused: the token alert
     now = datetime.now(UTC) + timedelta(seconds=5)
     runtime.alerts().run(now)
-    assert len(receiver.posts) == 3
+    assert len(receiver.posts) == 2
     sent = "\n".join(receiver.texts())
     assert "echo: [REDACTED]" in sent
     for secret in secrets:
