@@ -93,8 +93,11 @@ def split_alert_urls(raw: str) -> tuple[str, ...]:
     """BRIDGE_ALERT_URLS as a list: URLs separated by commas or white space (a comma inside a
     URL's query, as in ``mailto://…?to=a@x.org,b@x.org``, stays in its URL). Raises
     ConfigError for text between the separators that is no URL, without repeating it."""
+    if not raw.strip():
+        return ()
     from apprise.utils.parse import parse_urls
 
+    quiet_apprise()
     urls = tuple(parse_urls(raw, store_unparseable=False))
     rest = raw
     for url in urls:
@@ -114,7 +117,8 @@ def check_alert_urls(urls: tuple[str, ...]) -> None:
     quiet_apprise()
     for n, url in enumerate(urls, 1):
         if apprise.Apprise.instantiate(url) is None:
-            scheme = url.split("://", 1)[0][:20]
+            scheme = url.split("://", 1)[0]
+            scheme = scheme if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]{0,19}", scheme) else "?"
             raise ConfigError(
                 f"BRIDGE_ALERT_URLS: entry {n} ({scheme}://…) is not a URL apprise can send to"
                 " (unknown scheme or missing parts; see https://github.com/caronc/apprise/wiki)"
