@@ -1,4 +1,4 @@
-"""``flask --app wsgi bridge …``: worker, replay, migrate, sandbox, check."""
+"""``flask --app wsgi bridge …``: worker, replay, migrate, sandbox, check, alert-test."""
 
 from __future__ import annotations
 
@@ -163,3 +163,18 @@ def _delivery_options(source: Source) -> str:
         "threading": threading,
     }
     return ", ".join(f"{key}: {value}" for key, value in options.items())
+
+
+@bridge_cli.command("alert-test")
+def alert_test_command() -> None:
+    """Send one test notification to every BRIDGE_ALERT_URLS target; exit 1 if any did not take it."""
+    runtime = get_runtime()
+    if not runtime.settings.alert_urls:
+        fail("BRIDGE_ALERT_URLS is not set: no target to send a test notification to")
+    results = runtime.alerts().send_test()
+    for target, taken in results:
+        click.echo(f"  {target.label:<40} {'ok' if taken else 'failed'}")
+    failed = sum(not taken for _, taken in results)
+    click.echo(f"{len(results) - failed} of {len(results)} target(s) took the test notification")
+    if failed:
+        sys.exit(1)

@@ -62,6 +62,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 # conditions of the partial indexes below; the store's queries use these very clauses
 DUE_WHERE = text("status IN ({})".format(", ".join(f"'{status}'" for status in DUE)))
 LEASED_WHERE = text(f"status = '{Status.DELIVERING}'")
+FAILED_WHERE = text(f"status = '{Status.FAILED}'")
 
 events = Table(
     "events",
@@ -108,6 +109,8 @@ events = Table(
     # a reply names the Message-ID it answers, or "[#<ticket id>]" in its subject
     Index("ix_events_email_message_id", "email_message_id"),
     Index("ix_events_ticket_id", "ticket_id"),
+    # the failed events, by when they failed: what the failure alert reads every turn
+    Index("ix_events_failed", "updated_at", sqlite_where=FAILED_WHERE, postgresql_where=FAILED_WHERE),
 )
 
 attempts = Table(
@@ -220,6 +223,30 @@ rate_counters = Table(
     Column("key", String(255), primary_key=True),  # source, window length and sender
     Column("window_start", BigInteger, primary_key=True, autoincrement=False),  # Unix seconds
     Column("count", Integer, nullable=False),
+)
+
+
+# the alerts' throttle (bridge/store/alerts.py): one row per alert kind and notification target
+# (``target``: a digest of the target's URL with its secrets masked), shared by every process
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("kind", String(20), primary_key=True),  # failed, queue_age, token
+    Column("target", String(64), primary_key=True),
+    Column("sent_at", UTCDateTime()),  # the last notification the target accepted
+    Column("next_at", UTCDateTime()),  # no notification of this kind to this target before
+    Column("sending_owner", String(120)),  # the process whose turn it is, until sending_until
+    Column("sending_until", UTCDateTime()),
+)
+
+# the failures a target was told about: a failed event whose updated_at matches ``failed_at``
+# has been notified (a replayed event that fails again has a new updated_at)
+alerted_failures = Table(
+    "alerted_failures",
+    metadata,
+    Column("event_id", String(40), ForeignKey("events.id", ondelete="CASCADE"), primary_key=True),
+    Column("target", String(64), primary_key=True),
+    Column("failed_at", UTCDateTime(), nullable=False),
 )
 
 

@@ -19,5 +19,10 @@ ACCEPT_SECONDS = Histogram("bridge_accept_seconds", "Time to answer POST /hooks/
 ATTEMPTS = Counter("bridge_delivery_attempts", "Requests sent to SPP, by outcome", ["outcome"])
 FINISHED = Counter("bridge_events_finished", "Events that ended delivered or failed after an attempt", ["status"])
 DELIVERY_SECONDS = Histogram("bridge_delivery_seconds", "Duration of one request to SPP", buckets=LATENCY_BUCKETS)
+ALERTS_SENT = Counter(
+    "bridge_alerts_sent",
+    "Notifications to alert targets, by alert kind and result (ok, failed)",
+    ["kind", "result"],
+)
 
-ALL = (ACCEPTED, DUPLICATES, REJECTED, ACCEPT_SECONDS, ATTEMPTS, FINISHED, DELIVERY_SECONDS)
+ALL = (ACCEPTED, DUPLICATES, REJECTED, ACCEPT_SECONDS, ATTEMPTS, FINISHED, DELIVERY_SECONDS, ALERTS_SENT)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from flask import Flask, current_app
 
+from bridge.alerts import EVERY_SECONDS, Alerts, secret_parts, target
 from bridge.chores import Chore, Chores
 from bridge.retry import RetryPolicy
 from bridge.sources import SourcesConfig
@@ -26,7 +28,12 @@ class Runtime:
 
     def secrets(self) -> list[str]:
         s = self.settings
-        return [x for x in (s.spp_api_token, s.admin_token, *self.sources.secrets()) if x]
+        return [x for x in (s.spp_api_token, s.admin_token, *self.sources.secrets(), *self._alert_secrets) if x]
+
+    @cached_property
+    def _alert_secrets(self) -> list[str]:
+        """Worked out once: the admin page scrubs every page it serves."""
+        return [part for url in self.settings.alert_urls for part in secret_parts(url)]
 
     def session_key(self) -> str:
         """What signs the admin page's session cookie: SECRET_KEY, else a random key the bridge
@@ -70,7 +77,20 @@ class Runtime:
 
     def chores(self) -> list[Chore]:
         """What every worker does periodically beside delivery (bridge/chores.py)."""
-        return []
+        if not self.settings.alert_urls:
+            return []
+        return [Chore("alerts", EVERY_SECONDS, self.alerts().run)]
+
+    def alerts(self, **overrides: Any) -> Alerts:
+        """The alerts chore for BRIDGE_ALERT_URLS; ``overrides`` are Alerts options (tests shorten the window)."""
+        s = self.settings
+        options: dict[str, Any] = {
+            "queue_age_seconds": s.alert_queue_age_seconds,
+            "public_url": s.public_url,
+            "secrets": self.secrets(),
+            **overrides,
+        }
+        return Alerts(self.store.alerts, [target(url) for url in s.alert_urls], **options)
 
     def listen_for_events(self, worker: Worker) -> None:
         """On PostgreSQL, wake ``worker`` on every NOTIFY of a new event, from any process."""

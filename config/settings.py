@@ -6,8 +6,10 @@ Every value is parsed and checked here, at start-up; a bad value raises
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -47,6 +49,10 @@ class Settings:
     log_format: str = "json"
     trust_forwarded_host: bool = False
     request_read_timeout: float = 60.0
+    # apprise URLs; they carry tokens and passwords (bridge/alerts.py, Runtime.secrets())
+    alert_urls: tuple[str, ...] = field(default=(), repr=False)
+    alert_queue_age_seconds: float = 900.0
+    public_url: str | None = None  # where operators reach the bridge: links in alerts, `bridge check`
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         settings = replace(self, **overrides)
@@ -62,11 +68,61 @@ class Settings:
             raise ConfigError(f"BRIDGE_LEASE_SECONDS: must exceed the {self.spp_read_timeout:g} s read timeout")
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ConfigError("BRIDGE_RETRY_MAX_SECONDS: must not be below BRIDGE_RETRY_BASE_SECONDS")
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise ConfigError("BRIDGE_PUBLIC_URL: must start with http:// or https://")
+        check_alert_urls(self.alert_urls)
 
     def require_spp(self) -> None:
         """The processes that deliver (web, worker) cannot run without an SPP workspace."""
         if not self.spp_api_url:
             raise ConfigError("SPP_API_URL: not set (the workspace URL, e.g. https://acme.spp.co)")
+
+
+def quiet_apprise() -> None:
+    """Keep apprise's own log lines out of ours: they name hosts, tokens and whole URLs.
+
+    What went wrong with a notification is logged by bridge/alerts.py, with the target named
+    without its secrets.
+    """
+    apprise_log = logging.getLogger("apprise")
+    apprise_log.setLevel(logging.CRITICAL + 1)
+    apprise_log.propagate = False
+
+
+def split_alert_urls(raw: str) -> tuple[str, ...]:
+    """BRIDGE_ALERT_URLS as a list: URLs separated by commas or white space (a comma inside a
+    URL's query, as in ``mailto://…?to=a@x.org,b@x.org``, stays in its URL). Raises
+    ConfigError for text between the separators that is no URL, without repeating it."""
+    if not raw.strip():
+        return ()
+    from apprise.utils.parse import parse_urls
+
+    quiet_apprise()
+    urls = tuple(parse_urls(raw, store_unparseable=False))
+    rest = raw
+    for url in urls:
+        rest = rest.replace(url, ",", 1)
+    if any(re.split(r"[\s,;]+", rest)):
+        raise ConfigError("BRIDGE_ALERT_URLS: holds text that is not a URL of the form scheme://…")
+    return urls
+
+
+def check_alert_urls(urls: tuple[str, ...]) -> None:
+    """Every alert URL must be one apprise can send to; the error names the entry by its place
+    and scheme, never the rest of the URL (it holds the secret)."""
+    if not urls:
+        return
+    import apprise
+
+    quiet_apprise()
+    for n, url in enumerate(urls, 1):
+        if apprise.Apprise.instantiate(url) is None:
+            scheme = url.split("://", 1)[0]
+            scheme = scheme if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]{0,19}", scheme) else "?"
+            raise ConfigError(
+                f"BRIDGE_ALERT_URLS: entry {n} ({scheme}://…) is not a URL apprise can send to"
+                " (unknown scheme or missing parts; see https://github.com/caronc/apprise/wiki)"
+            )
 
 
 def _str(env: Mapping[str, str], name: str) -> str | None:
@@ -151,6 +207,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trust_forwarded_host=_bool(env, "BRIDGE_TRUST_FORWARDED_HOST", False),
         # how long a client may take to send a whole request (bridge/server.py)
         request_read_timeout=_float(env, "BRIDGE_REQUEST_READ_TIMEOUT_SECONDS", 60.0),
+        alert_urls=split_alert_urls(env.get("BRIDGE_ALERT_URLS", "")),
+        alert_queue_age_seconds=_float(env, "BRIDGE_ALERT_QUEUE_AGE_SECONDS", 900.0),
+        public_url=(_str(env, "BRIDGE_PUBLIC_URL") or "").rstrip("/") or None,
     )
     settings.check()
     if not settings.database_url and _str(env, "DYNO"):

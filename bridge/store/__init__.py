@@ -7,6 +7,8 @@
 - :class:`EventQueries` (``queries.py``): reads for the admin API and page, metrics and the CLI.
 - :class:`AccessStore` (``access.py``): the admin surface's secrets, signed-out sessions and
   failed attempts, shared by every process.
+- :class:`AlertStore` (``alerts.py``): what the alerts tell (failures not yet told, the due
+  backlog, the delivery pause) and the throttle that lets one process of all tell it.
 
 Tables and the engine are in ``bridge/db.py``; SQLite's write lock and group commit in ``sqlite.py``.
 The parts raise :class:`bridge.errors.StoreUnavailable` when the database does not answer; what
@@ -18,6 +20,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, text
 
 from bridge.store.access import AccessStore
+from bridge.store.alerts import AlertStore
 from bridge.store.base import NOTIFY_CHANNEL, unavailable
 from bridge.store.events import Added, EventStore, NewEvent, OneTimeToken, ReplayedToken
 from bridge.store.limits import RateCheck, RateExceeded
@@ -29,6 +32,7 @@ __all__ = [
     "NOTIFY_CHANNEL",
     "AccessStore",
     "Added",
+    "AlertStore",
     "Claim",
     "DeliveryQueue",
     "EventQueries",
@@ -51,6 +55,7 @@ class Store:
         self.queue = DeliveryQueue(engine, write_lock)
         self.queries = EventQueries(engine, write_lock)
         self.access = AccessStore(engine, write_lock)
+        self.alerts = AlertStore(engine, write_lock)
 
     def ping(self) -> None:
         with unavailable(), self.engine.connect() as conn:
