@@ -21,7 +21,7 @@ from bridge.store.access import AccessStore
 from bridge.store.base import NOTIFY_CHANNEL, unavailable
 from bridge.store.events import Added, EventStore, NewEvent, OneTimeToken, ReplayedToken
 from bridge.store.limits import RateCheck, RateExceeded
-from bridge.store.queries import EventQueries
+from bridge.store.queries import EventQueries, ListFilter
 from bridge.store.queue import Claim, DeliveryQueue
 from bridge.store.sqlite import WriteLock
 
@@ -33,6 +33,7 @@ __all__ = [
     "DeliveryQueue",
     "EventQueries",
     "EventStore",
+    "ListFilter",
     "NewEvent",
     "OneTimeToken",
     "RateCheck",
