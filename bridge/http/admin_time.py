@@ -40,26 +40,29 @@ def when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
 
 
-def ago(value: datetime, now: datetime) -> str:
-    """How long before (or after) ``now``: "just now", "3 min ago", "in 2 h", "4 days ago"."""
+def ago(value: datetime, now: datetime, due: bool = False) -> str:
+    """How long before (or after) ``now``: "just now", "3 min ago", "in 2 h", "4 days ago"; a
+    ``due`` time (a next attempt) that has come is "due now", or "due 5 min ago"."""
     seconds = (now - value).total_seconds()
     future, seconds = seconds < 0, abs(seconds)
     if seconds < 45:
-        return "due now" if future else "just now"
+        return "due now" if due or future else "just now"
     if seconds < 3600:
         amount = f"{max(round(seconds / 60), 1)} min"
     elif seconds < 48 * 3600:
         amount = f"{round(seconds / 3600)} h"
     else:
         amount = f"{round(seconds / 86400)} days"
-    return f"in {amount}" if future else f"{amount} ago"
+    if future:
+        return f"in {amount}"
+    return f"due {amount} ago" if due else f"{amount} ago"
 
 
-def moment(value: datetime | None, now: datetime) -> Markup:
+def moment(value: datetime | None, now: datetime, due: bool = False) -> Markup:
     """A ``<time>`` element: relative text, the absolute UTC time as its title and datetime."""
     if value is None:
         return Markup("—")
     value = value.astimezone(UTC)
     return Markup('<time datetime="{}" title="{}">{}</time>').format(
-        value.isoformat(timespec="seconds").replace("+00:00", "Z"), when(value), ago(value, now)
+        value.isoformat(timespec="seconds").replace("+00:00", "Z"), when(value), ago(value, now, due)
     )
