@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from flask.testing import FlaskClient
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import select, update
 
 from bridge.db import events
@@ -550,3 +551,61 @@ def test_each_source_card_counts_its_last_day(make_app: AppFactory) -> None:
         return int(found.group(1)), int(found.group(2))
 
     assert (last_day("api"), last_day("contact"), last_day("open")) == ((2, 1), (1, 1), (0, 0))
+
+
+def test_the_time_bounded_reads_take_a_range_of_the_primary_key(make_app: AppFactory) -> None:
+    """30 days of events, 100 a day: the chart, the counts and the sources' day read the day's
+    range of pk_events, not the table (EXPLAIN on both databases)."""
+    runtime = get_runtime(make_app())
+    engine = runtime.store.engine
+    now = datetime.now(UTC)
+    rows = []
+    for n in range(3000):
+        at = now - timedelta(minutes=n * 14.4)
+        event_id = f"evt_{int(at.timestamp() * 1000):012x}{secrets.token_hex(8)}"
+        rows.append(
+            {
+                "id": event_id,
+                "source": ("api", "contact")[n % 2],
+                "dedupe_key": event_id,
+                "status": ("delivered", "failed", "queued")[n % 3],
+                "raw_request": {},
+                "raw_body": b"",
+                "attempts": 0,
+                "retry_window_start": at,
+                "attempts_at_window_start": 0,
+                "received_at": at,
+                "updated_at": at,
+            }
+        )
+    with engine.begin() as conn:
+        conn.execute(events.insert(), rows)
+        conn.exec_driver_sql("ANALYZE")
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if "FROM events" in statement:
+            statements.append((statement, parameters))
+
+    queries = runtime.store.queries
+    day_ago = now - timedelta(hours=24)
+    sqlalchemy_event.listen(engine, "before_cursor_execute", capture)
+    try:
+        hours = queries.hourly(now)
+        counts = queries.count_by_status(ListFilter(source="api", since=day_ago))
+        per_source = queries.source_counts(day_ago)
+    finally:
+        sqlalchemy_event.remove(engine, "before_cursor_execute", capture)
+    assert len(statements) == 3
+    assert sum(h["accepted"] for h in hours) in range(100, 106)
+    assert sum(counts.values()) == per_source["api"]["accepted"] in range(49, 53)
+    with engine.connect() as conn:
+        for statement, parameters in statements:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            if runtime.store.is_postgres:
+                cursor.execute("EXPLAIN " + statement, parameters)
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+                assert "pk_events" in plan and "Seq Scan" not in plan, plan
+            else:
+                plan = "\n".join(str(row) for row in cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters))
+                assert "sqlite_autoindex_events_1 (id>?)" in plan, plan
