@@ -234,11 +234,11 @@ def events_list() -> ResponseReturnValue:
         row["subject"] = row["ticket_subject"] or row["message_subject"] or ""
         row["sender"] = sender_of({"name": row["sender_name"], "email": row["sender_email"]})
     counts = queries.count_by_status(where)
-    hours = queries.hourly(now, source=filters["source"])
     links = {k: v for k, v in filters.items() if k != "since_at"}
     sources = sorted(set(runtime.sources.sources) | set(queries.latest_by_source()))
     next_url = url_for(".events_list", **links, limit=request.args.get("limit"), cursor=next_cursor)
     first_run = not rows and not _cursor() and not any(links.values())
+    hours = [] if first_run else queries.hourly(now, source=filters["source"])
     return render_template(
         "admin/events.html",
         rows=rows,

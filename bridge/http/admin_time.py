@@ -28,12 +28,12 @@ def parse_since(raw: str, now: datetime) -> datetime | None:
     try:
         # a "+02:00" typed into a URL arrives as " 02:00"
         moment = datetime.fromisoformat(raw.replace(" ", "+") if "T" in raw else raw)
-    except ValueError:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         names = ", ".join(RANGES)
         raise BadFilter(
             f"since must be one of {names}, all, or an ISO 8601 time such as 2026-01-31T09:00:00Z"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def when(value: datetime | None) -> str:
