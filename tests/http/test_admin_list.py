@@ -304,7 +304,7 @@ def test_the_chart_counts_each_hour_of_the_last_day(make_app: AppFactory) -> Non
         (two_back + timedelta(minutes=5), Status.DELIVERED, "api"),
         (two_back + timedelta(minutes=6), Status.FAILED, "api"),
         (two_back + timedelta(minutes=7), Status.QUEUED, "contact"),
-        (now - timedelta(seconds=30), Status.FAILED, "contact"),
+        (hour_now + (now - hour_now) / 2, Status.FAILED, "contact"),  # in this hour, whatever its minute
         (now - timedelta(hours=30), Status.DELIVERED, "api"),  # before the chart's day
     ]
     for at, status, source in plan:
