@@ -68,6 +68,11 @@ def _since(moment: datetime) -> ColumnElement[bool]:
     return and_(events.c.id >= id_floor(moment), events.c.received_at >= moment)
 
 
+def _counted(status: Status) -> Any:
+    """How many of a group's rows are in ``status``."""
+    return func.sum(case((events.c.status == status, 1), else_=0))
+
+
 def _narrowed(query: Any, where: ListFilter, with_status: bool = True) -> Any:
     if where.search:
         term = where.search.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -166,26 +171,21 @@ class EventQueries(Part):
         else:
             seconds = cast(func.strftime("%s", events.c.received_at), BigInteger)
         hour = seconds // literal_column(str(HOUR), BigInteger)  # a literal: PostgreSQL matches GROUP BY by text
-        counted = lambda status: func.sum(case((events.c.status == status, 1), else_=0))  # noqa: E731
+        counts = select(hour.label("hour"), func.count(), _counted(Status.DELIVERED), _counted(Status.FAILED))
         query = _narrowed(
-            select(hour.label("hour"), func.count(), counted(Status.DELIVERED), counted(Status.FAILED)).group_by(hour),
-            ListFilter(source=source, since=datetime.fromtimestamp(start * HOUR, UTC)),
+            counts.group_by(hour), ListFilter(source=source, since=datetime.fromtimestamp(start * HOUR, UTC))
         )
         with unavailable(), self.engine.connect() as conn:
-            found = {int(row[0]): row[1:] for row in conn.execute(query).all()}
+            found = {int(row[0]): [int(n or 0) for n in row[1:]] for row in conn.execute(query).all()}
         return [
-            {
-                "start": datetime.fromtimestamp(h * HOUR, UTC),
-                "accepted": int(found.get(h, (0, 0, 0))[0]),
-                "delivered": int(found.get(h, (0, 0, 0))[1] or 0),
-                "failed": int(found.get(h, (0, 0, 0))[2] or 0),
-            }
+            dict(zip(("accepted", "delivered", "failed"), found.get(h, [0, 0, 0]), strict=True))
+            | {"start": datetime.fromtimestamp(h * HOUR, UTC)}
             for h in range(start, end)
         ]
 
     def source_counts(self, since: datetime) -> dict[str, dict[str, int]]:
         """Per source, the events received since ``since``: ``accepted`` (all) and ``failed`` (now)."""
-        failed = func.sum(case((events.c.status == Status.FAILED, 1), else_=0))
+        failed = _counted(Status.FAILED)
         # grouped by an expression: on the bare column SQLite would rather walk all of
         # uq_events_source_dedupe_key (grouped already) than the day's range of the primary key
         source = events.c.source.concat(literal_column("''"))
