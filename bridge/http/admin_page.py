@@ -1,4 +1,5 @@
-"""The operators' admin page: sign in, the event list, one event with Replay, the sources with a try-it form.
+"""The operators' admin page: sign in, the event list, one event with Replay (the sources page
+and its try-it form: ``admin_sources.py``, on the same blueprint).
 
 Server-rendered (Jinja, autoescaped) and usable without JavaScript. Signing in with
 BRIDGE_ADMIN_TOKEN puts a fingerprint of the token and a session id in the signed session
