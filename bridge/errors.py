@@ -5,6 +5,7 @@ from __future__ import annotations
 from config.settings import ConfigError
 
 __all__ = [
+    "BadFilter",
     "BadPayload",
     "BridgeError",
     "ConfigError",
@@ -98,6 +99,13 @@ class BadPayload(BridgeError):
 
     status = 400
     code = "bad_payload"
+
+
+class BadFilter(BridgeError):
+    """A list filter (the admin page's ``since``) that names no time."""
+
+    status = 400
+    code = "bad_filter"
 
 
 class RejectedPayload(BridgeError):

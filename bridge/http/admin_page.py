@@ -1,4 +1,5 @@
-"""The operators' admin page: sign in, the event list, one event with Replay, the sources with a try-it form.
+"""The operators' admin page: sign in, the event list, one event with Replay (the sources page
+and its try-it form: ``admin_sources.py``, on the same blueprint).
 
 Server-rendered (Jinja, autoescaped) and usable without JavaScript. Signing in with
 BRIDGE_ADMIN_TOKEN puts a fingerprint of the token and a session id in the signed session
@@ -12,10 +13,12 @@ CSRFProtect would refuse the webhooks, which carry none.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
 import math
+import shlex
 import time
 from datetime import UTC, datetime
 from secrets import token_urlsafe
@@ -40,20 +43,21 @@ from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from markupsafe import escape
 from werkzeug import Response
-from werkzeug.exceptions import HTTPException
-from werkzeug.test import EnvironBuilder
-from wtforms import PasswordField, SelectChoice, SelectField, SubmitField, TextAreaField
+from wtforms import PasswordField, SubmitField
 from wtforms.validators import DataRequired
 
-from bridge.errors import BridgeError, StoreUnavailable, TooManyAttempts, Unmappable
+from bridge.errors import BadFilter, BridgeError, StoreUnavailable, TooManyAttempts
 from bridge.http import throttle
-from bridge.intake import preview_calls
+from bridge.http.admin_chart import chart
+from bridge.http.admin_raw import request_view
+from bridge.http.admin_time import RANGES, moment, parse_since, when
 from bridge.log import scrub
 from bridge.providers import PROVIDERS
+from bridge.providers.base import TokenAuth
 from bridge.replay import plausible_event_id, replay_event
 from bridge.runtime import Runtime, get_runtime
-from bridge.sources import Source
-from bridge.status import ClientHow, Status, Step
+from bridge.status import PENDING, ClientHow, Status, Step
+from bridge.store import ListFilter
 from bridge.tickets import human_size
 
 admin_page = Blueprint("admin_page", __name__, url_prefix="/admin")
@@ -108,20 +112,6 @@ class ReplayForm(FlaskForm):
     force = SubmitField("Replay (new ticket)")
 
 
-def _content_types() -> list[SelectChoice]:
-    """Every content type a kind accepts; a sample's parameters (a multipart boundary) stay in
-    the value, so the sample posted with its own choice parses."""
-    with_parameters = {provider.sample[0].split(";")[0]: provider.sample[0] for provider in PROVIDERS.values()}
-    accepted = dict.fromkeys(content_type for provider in PROVIDERS.values() for content_type in provider.content_types)
-    return [SelectChoice(with_parameters.get(content_type, content_type), content_type) for content_type in accepted]
-
-
-class TryForm(FlaskForm):
-    sample = TextAreaField("Sample body", validators=[DataRequired()])
-    content_type = SelectField("Content type", choices=_content_types())
-    submit = SubmitField("Show the requests")
-
-
 # --- signing in ------------------------------------------------------------------------
 
 
@@ -171,14 +161,11 @@ def page_helpers() -> dict[str, Any]:
     return {
         "signout_form": SignOutForm(formdata=None, prefix="signout"),
         "when": when,
+        "at": functools.partial(moment, now=datetime.now(UTC)),
         "size": human_size,
         "statuses": tuple(Status),
         "Status": Status,
     }
-
-
-def when(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
 
 
 def _safe_next() -> str:
@@ -237,34 +224,53 @@ def _refused(message: str = CSRF_REFUSED, status: int = 400) -> ResponseReturnVa
 def events_list() -> ResponseReturnValue:
     runtime = get_runtime()
     queries = runtime.store.queries
-    filters = _list_filters()
-    rows, next_cursor = queries.list_events(
-        filters["status"], filters["source"], _page_size(), _cursor(), search=filters["q"]
-    )
-    messages = queries.messages([row["id"] for row in rows])
+    now = datetime.now(UTC)
+    try:
+        filters = _list_filters(now)
+    except BadFilter as exc:
+        return _refused(f"Not a time range: {exc.message}.", 400)
+    where = ListFilter(filters["status"], filters["source"], filters["q"], filters["since_at"])
+    rows, next_cursor = queries.list_page(where, _page_size(), _cursor())
     for row in rows:
-        message = messages.get(row["id"]) or {}
-        row["sender"], row["subject"] = sender_of(message), message.get("subject") or ""
+        row["subject"] = row["ticket_subject"] or row["message_subject"] or ""
+        row["sender"] = sender_of({"name": row["sender_name"], "email": row["sender_email"]})
+    counts = queries.count_by_status(where)
+    links = {k: v for k, v in filters.items() if k != "since_at"}
     sources = sorted(set(runtime.sources.sources) | set(queries.latest_by_source()))
-    next_url = url_for(".events_list", **filters, limit=request.args.get("limit"), cursor=next_cursor)
+    next_url = url_for(".events_list", **links, limit=request.args.get("limit"), cursor=next_cursor)
+    first_run = not rows and not _cursor() and not any(links.values())
+    hours = [] if first_run else queries.hourly(now, source=filters["source"])
     return render_template(
         "admin/events.html",
         rows=rows,
-        counts=queries.count_by_status(),
-        filters=filters,
+        counts=counts,
+        filters=links,
+        ranges=RANGES,
         sources=sources,
         next_url=next_url if next_cursor else None,
         paged=bool(_cursor()),
         pause=queries.delivery_pause(),
         probe_seconds=runtime.settings.probe_seconds,
+        chart=chart(hours),
+        first_run=first_event(runtime) if first_run else None,
+        refresh=any(row["status"] in PENDING for row in rows),
     )
 
 
-def _list_filters() -> dict[str, Any]:
+def _list_filters(now: datetime) -> dict[str, Any]:
+    """The list's filters from the query string; raises BadFilter for a ``since`` that names no time."""
     status = request.args.get("status") or None
     source = (request.args.get("source") or "")[:100] or None
     q = (request.args.get("q") or "").strip()[:200] or None
-    return {"status": Status(status) if status in tuple(Status) else None, "source": source, "q": q}
+    since = (request.args.get("since") or "").strip()[:64]
+    since_at = parse_since(since, now)
+    return {
+        "status": Status(status) if status in tuple(Status) else None,
+        "source": source,
+        "q": q,
+        "since": since if since_at else None,
+        "since_at": since_at,
+    }
 
 
 def _page_size() -> int:
@@ -275,6 +281,38 @@ def _page_size() -> int:
 def _cursor() -> str | None:
     cursor = request.args.get("cursor") or ""
     return cursor if plausible_event_id(cursor) else None
+
+
+# the kinds a first event is easiest to send with curl, best first
+FIRST_KINDS = ("json", "form")
+
+
+def first_event(runtime: Runtime) -> dict[str, Any]:
+    """How to send a first event: a curl line for one configured source (a ``json`` or ``form``
+    source if there is one), its URL and where to try it; ``source`` None without sources."""
+    rank = {kind: number for number, kind in enumerate(FIRST_KINDS)}
+    sources = sorted(
+        runtime.sources.sources.values(), key=lambda s: (rank.get(s.kind, len(rank)), bool(s.secret), s.name)
+    )
+    if not sources:
+        return {"source": None}
+    source = sources[0]
+    provider = PROVIDERS[source.kind]
+    url = f"{request.host_url}hooks/{source.name}"
+    content_type, sample = provider.sample
+    command = ["curl", "-s", "-H", f"Content-Type: {content_type}"]
+    if source.secret and isinstance(provider, TokenAuth):
+        command += ["-H", f"{TokenAuth.header}: YOUR-SECRET"]
+    command += ["--data-binary", sample, url]
+    return {
+        "source": source.name,
+        "kind": source.kind,
+        "url": url,
+        "curl": shlex.join(command),
+        "token": bool(source.secret) and isinstance(provider, TokenAuth),
+        "signed": bool(source.secret) and not isinstance(provider, TokenAuth),
+        "setup": provider.sender_setup.format(url=url),
+    }
 
 
 def sender_of(message: dict[str, Any]) -> str:
@@ -294,9 +332,12 @@ def event_page(event_id: str) -> ResponseReturnValue:
         return _refused(f"There is no event {event_id!r}.", 404)
     message = event["message"] or {}
     attempts = queries.list_attempts(event_id)
+    raw = queries.raw_request(event_id)
     return render_template(
         "admin/event.html",
         event=event,
+        raw=request_view(raw) if raw else None,
+        refresh=event["status"] in PENDING,
         message=message,
         sender=sender_of(message),
         fields_json=pretty(message.get("fields") or {}),
@@ -451,91 +492,3 @@ def replay(event_id: str) -> ResponseReturnValue:
     else:
         flash(f"Replayed: the event is {status}; the worker will deliver it shortly.", "ok")
     return redirect(url_for(".event_page", event_id=event_id), 303)
-
-
-# --- sources and the try-it form -----------------------------------------------------------
-
-
-@admin_page.get("/sources")
-def sources_page() -> ResponseReturnValue:
-    return _render_sources()
-
-
-@admin_page.post("/sources/<source_name>/try")
-def try_source(source_name: str) -> ResponseReturnValue:
-    runtime = get_runtime()
-    source = runtime.sources.sources.get(source_name)
-    if source is None:
-        return _refused(f"There is no source {source_name!r}.", 404)
-    form = TryForm(prefix=source.name)
-    if not form.validate_on_submit():
-        return _refused() if "csrf_token" in form.errors else _render_sources(source.name, form)
-    return _render_sources(source.name, form, preview(runtime, source, form.sample.data, form.content_type.data))
-
-
-def _render_sources(tried: str = "", form: TryForm | None = None, result: dict[str, Any] | None = None) -> str:
-    """Every source; the one just tried shows its form as submitted and the result."""
-    runtime = get_runtime()
-    latest = runtime.store.queries.latest_by_source()
-    default_user = runtime.sources.default_user_id
-    cards = [
-        _source_card(source, latest.get(name), default_user) for name, source in sorted(runtime.sources.sources.items())
-    ]
-    for card in cards:
-        if card["name"] == tried:
-            card.update(form=form, result=result)
-    return render_template("admin/sources.html", cards=cards)
-
-
-def _source_card(source: Source, latest: dict[str, Any] | None, default_user: int | None) -> dict[str, Any]:
-    url = f"{request.host_url}hooks/{source.name}"
-    provider = PROVIDERS[source.kind]
-    content_type, sample = provider.sample
-    form = TryForm(formdata=None, prefix=source.name, data={"sample": sample})
-    form.content_type.data = content_type
-    return {
-        "name": source.name,
-        "url": url,
-        "kind": source.kind,
-        "has_secret": bool(source.secret),
-        "latest": latest,
-        "setup": provider.sender_setup.format(url=url),
-        "client_lookup": source.client_lookup,
-        "create_clients": source.create_clients,
-        "message": source.message,
-        "threading": source.threading,
-        "threads": provider.threads,
-        "default_user": default_user,
-        "form": form,
-        "result": None,
-    }
-
-
-def preview(runtime: Runtime, source: Source, sample: str, content_type: str) -> dict[str, Any]:
-    """What ``POST /api/preview/<source>?calls=true`` answers for this body, made readable:
-    {"client": ..., "ticket": json, "message": {"body": json, "files": [...]} or None, "reply":
-    ...}, or {"error": why}.
-
-    The sample is run through the source's provider as a request of its own; nothing is stored or sent.
-    """
-    body = sample.strip().encode()
-    inbound = EnvironBuilder(method="POST", path=f"/hooks/{source.name}", data=body, content_type=content_type)
-    try:
-        calls = preview_calls(runtime, source, inbound.get_request())
-    except Unmappable as exc:
-        return {"error": f"No ticket: {exc.message} ({exc.code})"}
-    except BridgeError as exc:
-        return {"error": f"The hook would answer {exc.status}: {exc.message}"}
-    except HTTPException as exc:
-        return {"error": f"The hook would answer {exc.code}: {exc.description}"}
-    client = calls["client"]
-    if "how" in client:
-        how = client["how"]
-        client = {**client, "how": CLIENT_HOW.get(ClientHow(how)) if how in CLIENT_HOW else how}
-    message = calls.get("message")
-    return {
-        "client": client,
-        "ticket": {**calls["ticket"], "json": pretty(calls["ticket"]["body"])},
-        "message": {**message, "json": pretty(message["body"])} if message else None,
-        "reply": calls.get("reply"),
-    }

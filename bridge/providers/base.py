@@ -105,10 +105,21 @@ class Provider:
             return schema_instance(schema).load(data)
         except ValidationError as err:
             raise RejectedPayload(
-                f"the payload lacks what a '{self.kind}' source requires: {err.normalized_messages()}",
+                f"the payload lacks what a '{self.kind}' source requires: {field_errors(err.normalized_messages())}",
                 status=self.reject_status,
                 errors=err.normalized_messages(),
             ) from None
+
+
+def field_errors(messages: Any, path: str = "") -> str:
+    """marshmallow's nested error messages as text: ``data.fields: Missing data for required field.``"""
+    if isinstance(messages, dict):
+        return "; ".join(field_errors(inner, f"{path}.{key}" if path else str(key)) for key, inner in messages.items())
+    if isinstance(messages, list):
+        text = " ".join(str(m) for m in messages if not isinstance(m, dict | list))
+        nested = [field_errors(m, path) for m in messages if isinstance(m, dict | list)]
+        return "; ".join(([f"{path}: {text}" if path else text] if text else []) + nested)
+    return f"{path}: {messages}" if path else str(messages)
 
 
 def read_body(request: Request, source: Source) -> bytes:

@@ -24,7 +24,7 @@ from bridge.store.alerts import AlertStore
 from bridge.store.base import NOTIFY_CHANNEL, unavailable
 from bridge.store.events import Added, EventStore, NewEvent, OneTimeToken, ReplayedToken
 from bridge.store.limits import RateCheck, RateExceeded
-from bridge.store.queries import EventQueries
+from bridge.store.queries import EventQueries, ListFilter
 from bridge.store.queue import Claim, DeliveryQueue
 from bridge.store.sqlite import WriteLock
 
@@ -37,6 +37,7 @@ __all__ = [
     "DeliveryQueue",
     "EventQueries",
     "EventStore",
+    "ListFilter",
     "NewEvent",
     "OneTimeToken",
     "RateCheck",

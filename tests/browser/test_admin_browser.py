@@ -190,3 +190,50 @@ def test_operator_replays_a_refused_event_and_tries_a_source(
             assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing runs off-screen
             shot(page, name)
         page.close()
+
+
+def test_first_run_then_the_list_with_its_chart_and_an_events_raw_request(
+    app: Flask, runtime: Runtime, sandbox: Any, worker: Worker, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    with serve_app(app) as base:
+        page = browser.new_page(viewport=DESKTOP)
+        page.set_default_timeout(10_000)
+        refused: list[str] = []  # what the Content-Security-Policy refused, if anything
+        page.on(
+            "console",
+            lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None,
+        )
+        sign_in(page, base)
+        expect(page.locator("#first-run")).to_be_visible()
+        expect(page.locator("#first-curl")).to_contain_text(f"{base}/hooks/open")
+        shot(page, "09-first-run.png")
+
+        failed = make_events(app, runtime, sandbox)
+        page.reload()
+        expect(page.locator("#first-run")).to_have_count(0)
+        expect(page.locator("svg.chart-svg")).to_be_visible()
+        expect(page.locator("svg.chart-svg rect.bar")).to_have_count(72)
+        expect(page.locator('[data-total="accepted"]')).to_have_text("4")
+        expect(page.locator('[data-total="failed"]')).to_have_text("1")
+        bar = page.locator("svg.chart-svg rect.bar.accepted").last.bounding_box()
+        assert bar and bar["height"] > 10  # drawn by the stylesheet and attributes, not inline style
+        expect(page.locator(f"#row-{failed} .last-error")).to_contain_text("422")
+        shot(page, "10-events-chart.png")
+
+        page.goto(f"{base}/admin/events/{failed}")
+        raw = page.locator("#raw-request")
+        raw.locator("summary").click()
+        expect(raw.locator("table.raw-headers")).to_contain_text("X-Bridge-Token")
+        expect(raw.locator("table.raw-headers")).to_contain_text("[REDACTED]")
+        no_secret(page)
+        shot(page, "11-event-raw-request.png")
+        page.get_by_role("link", name="Use this request as the sample").click()
+        card = page.locator("#source-api")
+        expect(card.get_by_label("Sample body")).to_have_value(re.compile(r'"subject": "Printer on fire"'))
+        card.get_by_role("button", name="Show the requests").click()
+        expect(page.locator("#source-api pre.call-ticket")).to_contain_text('"order": "A-1001"')
+        shot(page, "12-sources-sample-from-event.png")
+        assert not refused, refused
+        page.close()
