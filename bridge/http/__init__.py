@@ -9,6 +9,7 @@ import uuid
 
 from flask import Flask, Response, g, request
 
+from bridge.http import admin_actions  # noqa: F401  (its routes join admin_page before it is registered)
 from bridge.http.admin_api import admin_api
 from bridge.http.admin_page import AdminSessions, admin_page
 from bridge.http.body import refuse_unread_body

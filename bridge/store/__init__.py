@@ -1,9 +1,11 @@
-"""The event store, in three parts with one job each, on one engine.
+"""The event store, in parts with one job each, on one engine.
 
 - :class:`EventStore` (``events.py``): intake (insert-or-duplicate, one-time tokens, SQLite
   group commit) and replay; it counts the sources' rate limits with ``limits.py``.
 - :class:`DeliveryQueue` (``queue.py``): claim, record an attempt, release, expire leases; the
   only storage the delivery worker sees.
+- :class:`EventActions` (``actions.py``): the operator's "retry now" and "cancel" of a
+  waiting event, each one conditional update that a worker's claim excludes.
 - :class:`EventQueries` (``queries.py``): reads for the admin API and page, metrics and the CLI.
 - :class:`AccessStore` (``access.py``): the admin surface's secrets, signed-out sessions and
   failed attempts, shared by every process.
@@ -18,6 +20,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, text
 
 from bridge.store.access import AccessStore
+from bridge.store.actions import EventActions
 from bridge.store.base import NOTIFY_CHANNEL, unavailable
 from bridge.store.events import Added, EventStore, NewEvent, OneTimeToken, ReplayedToken
 from bridge.store.limits import RateCheck, RateExceeded
@@ -31,6 +34,7 @@ __all__ = [
     "Added",
     "Claim",
     "DeliveryQueue",
+    "EventActions",
     "EventQueries",
     "EventStore",
     "NewEvent",
@@ -50,6 +54,7 @@ class Store:
         self.events = EventStore(engine, write_lock)
         self.queue = DeliveryQueue(engine, write_lock)
         self.queries = EventQueries(engine, write_lock)
+        self.actions = EventActions(engine, write_lock)
         self.access = AccessStore(engine, write_lock)
 
     def ping(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from bridge.db import attempts, events
 from bridge.message import expand_stored
@@ -106,12 +106,33 @@ class EventQueries(Part):
         with unavailable(), self.engine.connect() as conn:
             return read_pause(conn)
 
-    def event_ids(self, status: Status, source: str | None = None, since: datetime | None = None) -> list[str]:
-        """Ids of the events in ``status``, oldest first."""
-        query = select(events.c.id).where(events.c.status == status).order_by(events.c.id)
-        if source:
-            query = query.where(events.c.source == source)
-        if since:
-            query = query.where(events.c.received_at >= since)
+    def event_ids(
+        self, status: Status, source: str | None = None, since: datetime | None = None, search: str | None = None
+    ) -> list[str]:
+        """Ids of the events in ``status`` (of ``source``, received at or after ``since``, whose
+        sender or subject contains ``search``), oldest first."""
+        query = _matching(select(events.c.id), status, source, since, search).order_by(events.c.id)
         with unavailable(), self.engine.connect() as conn:
             return list(conn.execute(query).scalars())
+
+    def count_events(
+        self, status: Status, source: str | None = None, since: datetime | None = None, search: str | None = None
+    ) -> int:
+        """How many events :meth:`event_ids` would list."""
+        query = _matching(select(func.count()).select_from(events), status, source, since, search)
+        with unavailable(), self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+
+def _matching(
+    query: Select[Any], status: Status, source: str | None, since: datetime | None, search: str | None
+) -> Any:
+    query = query.where(events.c.status == status)
+    if source:
+        query = query.where(events.c.source == source)
+    if since:
+        query = query.where(events.c.received_at >= since)
+    if search:
+        term = search.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(events.c.search_text.like(f"%{term}%", escape="\\"))
+    return query
