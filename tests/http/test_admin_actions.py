@@ -365,9 +365,7 @@ def test_bulk_replay_confirms_the_count_and_the_filter_first(make_app: AppFactor
     data = {name: csrf(html) if name == "csrf_token" else value for name, value in _hidden(html).items()}
     response = admin.post("/admin/events/replay-failed", data={**data, "confirm": "x"})
     assert response.status_code == 303
-    assert response.headers["Location"].endswith(
-        "/admin/events?status=failed&source=api&q=subject&since=2020-01-01"
-    )
+    assert response.headers["Location"].endswith("/admin/events?status=failed&source=api&q=subject&since=2020-01-01")
     assert "2 replayed." in page(admin, response.headers["Location"])
     client = app.test_client()
     assert [event(client, i)["status"] for i in (api_1, other, api_2)] == ["queued", "failed", "queued"]
