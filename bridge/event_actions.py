@@ -34,10 +34,10 @@ def retry_now(runtime: Runtime, event_id: str) -> Retried:
     towards ``BRIDGE_MAX_ATTEMPTS`` and the 72 h window go on from receipt or the last replay
     (a replay of a failed event starts them again). An event already due keeps its place.
     """
-    if not runtime.store.actions.retry_now(_known(event_id), datetime.now(UTC)):
+    status = runtime.store.actions.retry_now(_known(event_id), datetime.now(UTC))
+    if status is None:
         raise _not_waiting(runtime, event_id, "retried now")
     runtime.wake.set()
-    status = _status(runtime, event_id)
     return Retried(status, runtime.store.queries.delivery_pause() is not None)
 
 

@@ -4,22 +4,28 @@ the race of many cancels against a worker delivering the same events (PostgreSQL
 from __future__ import annotations
 
 import random
+import signal
+import subprocess
+import textwrap
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
+from bridge.app import create_app
 from bridge.db import attempts, events
-from bridge.runtime import Runtime
-from bridge.sandbox import SandboxServer
+from bridge.migrate import upgrade
+from bridge.runtime import Runtime, get_runtime
+from bridge.sandbox import Sandbox, SandboxServer
 from bridge.status import Status
 from bridge.store import NOTIFY_CHANNEL
-from tests.conftest import AppFactory, api_headers
-from tests.helpers import wait_for
+from tests.conftest import DEFAULT_SOURCES, SPP_TOKEN, AppFactory, api_headers, bridge_env
+from tests.helpers import flask_cmd, start_process, wait_for
 
 REASON = "cancelled by the operator"
 
@@ -46,7 +52,7 @@ def test_retry_now_makes_a_retrying_event_due_and_leaves_its_budget(app: Flask, 
     now = datetime.now(UTC)
     set_columns(runtime, event_id, status=Status.RETRYING, next_attempt_at=now + timedelta(hours=1), attempts=3)
     before = row(runtime, event_id)
-    assert runtime.store.actions.retry_now(event_id, now) is True
+    assert runtime.store.actions.retry_now(event_id, now) == Status.RETRYING
     after = row(runtime, event_id)
     assert after.next_attempt_at == now
     assert after.status == Status.RETRYING
@@ -57,7 +63,7 @@ def test_retry_now_makes_a_retrying_event_due_and_leaves_its_budget(app: Flask, 
 def test_retry_now_keeps_a_due_event_in_its_place(app: Flask, runtime: Runtime) -> None:
     event_id = post(app)
     due = row(runtime, event_id).next_attempt_at
-    assert runtime.store.actions.retry_now(event_id, due + timedelta(minutes=5)) is True
+    assert runtime.store.actions.retry_now(event_id, due + timedelta(minutes=5)) == Status.QUEUED
     assert row(runtime, event_id).next_attempt_at == due
 
 
@@ -66,7 +72,7 @@ def test_only_waiting_events_are_retried_or_cancelled(app: Flask, runtime: Runti
     event_id = post(app)
     set_columns(runtime, event_id, status=status, next_attempt_at=None, last_error="as it was")
     now = datetime.now(UTC)
-    assert runtime.store.actions.retry_now(event_id, now) is False
+    assert runtime.store.actions.retry_now(event_id, now) is None
     assert runtime.store.actions.cancel(event_id, now, REASON) is False
     got = row(runtime, event_id)
     assert (got.status, got.next_attempt_at, got.last_error) == (status, None, "as it was")
@@ -77,7 +83,7 @@ def test_a_leased_event_is_left_alone(app: Flask, runtime: Runtime) -> None:
     [claim] = runtime.store.queue.claim("worker-a", 1, 60, datetime.now(UTC))
     now = datetime.now(UTC)
     assert runtime.store.actions.cancel(event_id, now, REASON) is False
-    assert runtime.store.actions.retry_now(event_id, now) is False
+    assert runtime.store.actions.retry_now(event_id, now) is None
     # even a waiting status with an owner (no path leaves one, but a lease is a lease)
     set_columns(runtime, event_id, status=Status.RETRYING)
     assert runtime.store.actions.cancel(event_id, now, REASON) is False
@@ -86,7 +92,7 @@ def test_a_leased_event_is_left_alone(app: Flask, runtime: Runtime) -> None:
 
 def test_unknown_events_change_nothing(app: Flask, runtime: Runtime) -> None:
     now = datetime.now(UTC)
-    assert runtime.store.actions.retry_now("evt_nope", now) is False
+    assert runtime.store.actions.retry_now("evt_nope", now) is None
     assert runtime.store.actions.cancel("evt_nope", now, REASON) is False
 
 
@@ -117,7 +123,7 @@ def test_retry_now_notifies_every_process(make_app: AppFactory) -> None:
     with psycopg.connect(url, autocommit=True) as listener:
         listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
         assert runtime.store.actions.cancel("evt_nope", datetime.now(UTC), REASON) is False
-        assert runtime.store.actions.retry_now(event_id, datetime.now(UTC)) is True
+        assert runtime.store.actions.retry_now(event_id, datetime.now(UTC)) == Status.RETRYING
         heard = list(listener.notifies(timeout=2.0, stop_after=1))
     assert [n.channel for n in heard] == [NOTIFY_CHANNEL]
 
@@ -196,3 +202,44 @@ def _settled(runtime: Runtime, ids: list[str]) -> bool:
     with runtime.store.engine.connect() as conn:
         statuses = set(conn.execute(select(events.c.status).where(events.c.id.in_(ids))).scalars())
     return statuses <= {Status.DELIVERED, Status.FAILED}
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_retry_from_the_cli_wakes_a_worker_process_waiting_an_hour(pg_url: str, tmp_path: Path) -> None:
+    """A ``worker`` process polling once a minute, an event SPP told to wait an hour: the CLI's
+    "retry" in a process of its own gets it delivered within seconds, through NOTIFY alone."""
+    server = SandboxServer(Sandbox(token=SPP_TOKEN)).start()
+    sources = tmp_path / "sources.yml"
+    sources.write_text(textwrap.dedent(DEFAULT_SOURCES))
+    env = bridge_env(pg_url, server.url, sources, BRIDGE_POLL_SECONDS="60")
+    app = create_app(env=env)
+    runtime = get_runtime(app)
+    upgrade(runtime.store.engine)
+    log = tmp_path / "worker.log"
+    server.sandbox.script("429:3600")
+    worker = start_process(flask_cmd("worker"), env, log)
+    try:
+        wait_for(lambda: log.exists() and "started:" in log.read_text(), timeout=30)
+        time.sleep(0.5)  # let the listener connect
+        event_id = post(app)
+        wait_for(lambda: row(runtime, event_id).status == Status.RETRYING, timeout=10)
+        assert row(runtime, event_id).next_attempt_at > datetime.now(UTC) + timedelta(minutes=59)
+        retried = subprocess.run(
+            flask_cmd("retry", event_id), env=_process_env(env), capture_output=True, text=True, timeout=60
+        )
+        assert retried.returncode == 0, retried.stderr
+        wait_for(lambda: row(runtime, event_id).status == Status.DELIVERED, timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+        assert worker.wait(15) == 0
+        runtime.store.engine.dispose()
+        server.stop()
+    assert len(server.sandbox.tickets) == 1
+
+
+def _process_env(env: dict[str, str]) -> dict[str, str]:
+    import os
+
+    return {"PATH": os.environ.get("PATH", ""), **env}

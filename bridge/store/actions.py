@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, text, update
+from sqlalchemy import and_, case, text, update
 
 from bridge.db import DUE_WHERE, events
 from bridge.status import Status
@@ -25,18 +25,18 @@ CANCELLED = "cancelled"  # every cancelled event's last_error starts with this w
 
 
 class EventActions(Part):
-    def retry_now(self, event_id: str, now: datetime) -> bool:
+    def retry_now(self, event_id: str, now: datetime) -> Status | None:
         """Make a waiting event due at ``now`` (an event already due keeps its place in the
-        queue); False when it is not ``queued`` or ``retrying``, or is leased. The retry budget
-        is untouched: the attempt it leads to counts like any other. On PostgreSQL the workers
-        are woken on commit."""
+        queue) and answer its status; None when it is not ``queued`` or ``retrying``, or is
+        leased. The retry budget is untouched: the attempt it leads to counts like any other.
+        On PostgreSQL the workers are woken on commit."""
         sooner = case((events.c.next_attempt_at <= now, events.c.next_attempt_at), else_=now)
-        values = {"next_attempt_at": sooner, "updated_at": now}
+        statement = update(events).where(_waiting(event_id)).values(next_attempt_at=sooner, updated_at=now)
         with unavailable(), self.writing() as conn:
-            changed = self._set(conn, event_id, values)
-            if changed and self.is_postgres:
+            status = conn.execute(statement.returning(events.c.status)).scalar_one_or_none()
+            if status is not None and self.is_postgres:
                 conn.execute(text("SELECT pg_notify(:c, '')").bindparams(c=NOTIFY_CHANNEL))
-            return changed
+        return Status(status) if status is not None else None
 
     def cancel(self, event_id: str, now: datetime, reason: str) -> bool:
         """Fail a waiting event for good with ``reason`` (which must start with ``cancelled``);
@@ -45,10 +45,11 @@ class EventActions(Part):
         if not reason.startswith(CANCELLED):
             raise ValueError(f"a cancel's reason starts with {CANCELLED!r}")
         values = {"status": Status.FAILED, "last_error": reason, "next_attempt_at": None, "updated_at": now}
+        statement = update(events).where(_waiting(event_id)).values(values)
         with unavailable(), self.writing() as conn:
-            return self._set(conn, event_id, values)
+            return bool(conn.execute(statement).rowcount == 1)
 
-    @staticmethod
-    def _set(conn: Connection, event_id: str, values: dict[str, Any]) -> bool:
-        waiting = and_(events.c.id == event_id, DUE_WHERE, events.c.lease_owner.is_(None))
-        return bool(conn.execute(update(events).where(waiting).values(values)).rowcount == 1)
+
+def _waiting(event_id: str) -> Any:
+    """The event, if it is queued or retrying and no worker holds it."""
+    return and_(events.c.id == event_id, DUE_WHERE, events.c.lease_owner.is_(None))

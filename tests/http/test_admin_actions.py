@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import update
 
 from bridge.db import events
+from bridge.http.admin_actions import failed_shown
 from bridge.runtime import Runtime, get_runtime
 from bridge.sandbox import SandboxServer
 from bridge.status import PauseReason
@@ -351,6 +352,20 @@ def test_the_list_offers_to_replay_the_failed_events_it_shows(make_app: AppFacto
     )
     for view in ("/admin/events?status=delivered", "/admin/events?q=nobody"):
         assert 'id="bulk-replay"' not in page(admin, view)
+
+
+def test_the_count_takes_the_lists_since_filter(make_app: AppFactory, sandbox) -> None:
+    """The list's time filter, as an ISO 8601 string or a datetime; one it cannot read shows no button."""
+    app = make_app(BULK_SOURCES)
+    runtime = get_runtime(app)
+    old, _recent = failed(app.test_client(), runtime, sandbox, ["api", "api"])
+    with runtime.store.engine.begin() as conn:
+        conn.execute(update(events).where(events.c.id == old).values(received_at=datetime(2020, 1, 1, tzinfo=UTC)))
+    with app.test_request_context("/admin/events"):
+        assert failed_shown({"status": None, "source": None, "q": None}) == 2
+        assert failed_shown({"status": None, "source": None, "q": None, "since": "2024-01-01"}) == 1
+        assert failed_shown({"status": None, "source": None, "q": None, "since": datetime(2019, 1, 1)}) == 2
+        assert failed_shown({"status": None, "source": None, "q": None, "since": "last week"}) == 0
 
 
 def test_bulk_replay_confirms_the_count_and_the_filter_first(make_app: AppFactory, sandbox) -> None:
