@@ -1,22 +1,22 @@
-"""``flask --app wsgi bridge …``: worker, replay, migrate, sandbox, check, alert-test."""
+"""``flask --app wsgi bridge …``: worker, replay, retry, cancel, migrate, sandbox, check, alert-test."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 
 import click
 from flask.cli import AppGroup
 
 from bridge.db import make_engine
 from bridge.errors import BridgeError, ConfigError
+from bridge.event_actions import CANCEL_REASON, cancel, retry_now
 from bridge.providers import PROVIDERS
-from bridge.replay import replay_event
-from bridge.runtime import get_runtime
+from bridge.replay import BulkReplay, Progress, replay_event, replay_failed
+from bridge.runtime import Runtime, get_runtime
 from bridge.sources import Source, open_source_warning
-from bridge.status import Status
 from bridge.store import DeliveryQueue, Store
 
 bridge_cli = AppGroup("bridge", help="spp-ticket-bridge commands.")
@@ -83,28 +83,57 @@ def replay_command(
         fail("give either an EVENT_ID or --failed")
     if not all_failed and (source or since):
         fail("--source and --since go with --failed")
+
+    def report(n: int, total: int, eid: str, refused: BridgeError | None) -> None:
+        if refused is None:
+            click.echo(f"[{n}/{total}] {eid}: queued")
+        else:
+            click.echo(f"[{n}/{total}] {eid}: {refused.message}", err=True)
+
     try:
-        ids = _failed_ids(source, since) if all_failed else [event_id or ""]
+        if all_failed:
+            done = replay_failed(runtime, source, since, progress=report)
+        else:
+            done = _replay_one(runtime, event_id or "", force, report)
     except BridgeError as exc:
         fail(exc.message)
-    queued, refused = 0, 0
-    for n, eid in enumerate(ids, 1):
-        try:
-            replay_event(runtime, eid, force=force)
-            queued += 1
-            click.echo(f"[{n}/{len(ids)}] {eid}: queued")
-        except BridgeError as exc:
-            refused += 1
-            click.echo(f"[{n}/{len(ids)}] {eid}: {exc.message}", err=True)
-    click.echo(f"{queued} queued, {refused} not replayed")
-    if refused and not all_failed:
+    click.echo(f"{done.replayed} queued, {done.not_replayed} not replayed")
+    if done.not_replayed and not all_failed:
         sys.exit(1)
 
 
-def _failed_ids(source: str | None, since: datetime | None) -> list[str]:
-    """Failed events, oldest first; a naive ``since`` is UTC."""
-    since_utc = since.replace(tzinfo=UTC) if since and since.tzinfo is None else since
-    return get_runtime().store.queries.event_ids(Status.FAILED, source, since_utc)
+def _replay_one(runtime: Runtime, event_id: str, force: bool, report: Progress) -> BulkReplay:
+    try:
+        replay_event(runtime, event_id, force=force)
+    except BridgeError as exc:
+        report(1, 1, event_id, exc)
+        return BulkReplay(0, 1)
+    report(1, 1, event_id, None)
+    return BulkReplay(1, 0)
+
+
+@bridge_cli.command("retry")
+@click.argument("event_id")
+def retry_command(event_id: str) -> None:
+    """Make a queued or retrying event due now (after fixing its cause, or instead of a long Retry-After)."""
+    try:
+        retried = retry_now(get_runtime(), event_id)
+    except BridgeError as exc:
+        fail(exc.message)
+    click.echo(f"{event_id}: {retried.status}, due now")
+    if retried.delivery_paused:
+        click.echo("delivery is paused (SPP refuses the API token): it goes out once the pause ends", err=True)
+
+
+@bridge_cli.command("cancel")
+@click.argument("event_id")
+def cancel_command(event_id: str) -> None:
+    """Stop delivering a queued or retrying event: it becomes failed ("cancelled by the operator")."""
+    try:
+        status = cancel(get_runtime(), event_id)
+    except BridgeError as exc:
+        fail(exc.message)
+    click.echo(f"{event_id}: {status} ({CANCEL_REASON}); replay brings it back")
 
 
 @bridge_cli.command("sandbox")

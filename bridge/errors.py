@@ -10,12 +10,14 @@ __all__ = [
     "BridgeError",
     "ConfigError",
     "MappingFailed",
+    "NotWaiting",
     "PayloadTooLarge",
     "RateLimited",
     "RejectedPayload",
     "StoreUnavailable",
     "TooManyAttempts",
     "Unauthorized",
+    "UnknownEvent",
     "UnknownSource",
     "UnsupportedMediaType",
 ]
@@ -74,6 +76,19 @@ class TooManyAttempts(TooManyRequests):
 class UnknownSource(BridgeError):
     status = 404
     code = "unknown_source"
+
+
+class UnknownEvent(BridgeError):
+    status = 404
+    code = "unknown_event"
+
+
+class NotWaiting(BridgeError):
+    """ "Retry now" or "cancel" of an event that is not ``queued`` or ``retrying``: delivered,
+    failed, discarded, or in a worker's hands (``delivering``)."""
+
+    status = 409
+    code = "not_waiting"
 
 
 class PayloadTooLarge(BridgeError):

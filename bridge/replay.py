@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from bridge.errors import BridgeError, MappingFailed, Unmappable
+from bridge.errors import BridgeError, MappingFailed, UnknownEvent, Unmappable
 from bridge.intake import plan_event
 from bridge.message import InboundMessage
 from bridge.runtime import Runtime
 from bridge.status import REPLAYABLE, Status
-
-
-class UnknownEvent(BridgeError):
-    status = 404
-    code = "unknown_event"
 
 
 class ReplayConflict(BridgeError):
@@ -89,3 +85,59 @@ def _conflict(runtime: Runtime, event_id: str, force: bool) -> ReplayConflict:
     status = event["status"] if event else "unknown"
     hint = "" if force or status != Status.DELIVERED else " (use force=true to deliver it again)"
     return ReplayConflict(f"event {event_id} is {status}; only failed or discarded events are replayed{hint}")
+
+
+@dataclass(frozen=True)
+class BulkReplay:
+    """What a replay of many failed events did: those queued, and those left failed (they still
+    cannot be mapped, or left the failed state meanwhile)."""
+
+    replayed: int
+    not_replayed: int
+
+
+# told of each event as it is done: (its place, how many in all, its id, why it was not replayed or None)
+Progress = Callable[[int, int, str, BridgeError | None], None]
+
+
+def failed_ids(
+    runtime: Runtime, source: str | None = None, since: datetime | None = None, search: str | None = None
+) -> list[str]:
+    """The failed events a bulk replay takes, oldest first: of ``source``, received at or after
+    ``since`` (a naive time is UTC), whose sender or subject contains ``search``."""
+    return runtime.store.queries.event_ids(Status.FAILED, source, _utc(since), search)
+
+
+def count_failed(
+    runtime: Runtime, source: str | None = None, since: datetime | None = None, search: str | None = None
+) -> int:
+    """How many events :func:`failed_ids` lists."""
+    return runtime.store.queries.count_events(Status.FAILED, source, _utc(since), search)
+
+
+def replay_failed(
+    runtime: Runtime,
+    source: str | None = None,
+    since: datetime | None = None,
+    search: str | None = None,
+    progress: Progress | None = None,
+) -> BulkReplay:
+    """Replay every failed event :func:`failed_ids` lists, one at a time: one short read of the
+    ids, then each event its own replay (no transaction spans them). The admin API, the admin
+    page and ``bridge replay --failed`` all replay through this."""
+    ids = failed_ids(runtime, source, since, search)
+    replayed = 0
+    for n, event_id in enumerate(ids, 1):
+        refused: BridgeError | None = None
+        try:
+            replay_event(runtime, event_id)
+            replayed += 1
+        except (UnknownEvent, ReplayConflict, Unmappable) as exc:
+            refused = exc
+        if progress is not None:
+            progress(n, len(ids), event_id, refused)
+    return BulkReplay(replayed, len(ids) - replayed)
+
+
+def _utc(since: datetime | None) -> datetime | None:
+    return since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since

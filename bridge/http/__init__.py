@@ -9,7 +9,10 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from bridge.http import admin_sources  # noqa: F401  (adds the sources page's routes to admin_page)
+from bridge.http import (
+    admin_actions,  # noqa: F401  (its routes join admin_page before it is registered)
+    admin_sources,  # noqa: F401  (adds the sources page's routes to admin_page)
+)
 from bridge.http.admin_api import admin_api
 from bridge.http.admin_page import AdminSessions, admin_page
 from bridge.http.body import refuse_unread_body

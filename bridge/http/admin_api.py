@@ -1,4 +1,5 @@
-"""The admin API (docs/behaviour.md section 6): events, event detail, replay, preview. Bearer BRIDGE_ADMIN_TOKEN."""
+"""The admin API (docs/behaviour.md section 6): events, event detail, replay, retry now, cancel, bulk
+replay, preview. Bearer BRIDGE_ADMIN_TOKEN."""
 
 from __future__ import annotations
 
@@ -9,18 +10,23 @@ from flask import Blueprint, Response, jsonify, request
 from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import NotFound
 
-from bridge.errors import BridgeError, Unauthorized
+from bridge.errors import BridgeError, Unauthorized, UnknownEvent
+from bridge.event_actions import cancel, retry_now
 from bridge.http import throttle
 from bridge.http.schemas import (
+    BulkReplayedSchema,
+    BulkReplayQuerySchema,
     EventDetailSchema,
     EventListQuerySchema,
     EventListSchema,
+    EventStateSchema,
     PreviewQuerySchema,
     ReplayedSchema,
     ReplayQuerySchema,
+    RetriedSchema,
 )
 from bridge.intake import find_source, preview, preview_calls
-from bridge.replay import UnknownEvent, plausible_event_id, replay_event
+from bridge.replay import plausible_event_id, replay_event, replay_failed
 from bridge.runtime import get_runtime
 
 admin_api = Blueprint("admin_api", __name__, url_prefix="/api")
@@ -95,3 +101,26 @@ def replay(event_id: str) -> Response:
     force = _query(ReplayQuerySchema())["force"]
     status = replay_event(get_runtime(), event_id, force=force)
     return jsonify(ReplayedSchema().dump({"event_id": event_id, "status": status}))
+
+
+@admin_api.post("/events/<event_id>/retry")
+def retry(event_id: str) -> Response:
+    """A queued or retrying event becomes due now (409 in any other state)."""
+    retried = retry_now(get_runtime(), event_id)
+    body = {"event_id": event_id, "status": retried.status, "delivery_paused": retried.delivery_paused}
+    return jsonify(RetriedSchema().dump(body))
+
+
+@admin_api.post("/events/<event_id>/cancel")
+def cancel_event(event_id: str) -> Response:
+    """A queued or retrying event becomes failed, "cancelled by the operator" (409 in any other state)."""
+    status = cancel(get_runtime(), event_id)
+    return jsonify(EventStateSchema().dump({"event_id": event_id, "status": status}))
+
+
+@admin_api.post("/events/replay")
+def replay_many() -> Response:
+    """Replay every failed event of the filter, each in a transaction of its own."""
+    args = _query(BulkReplayQuerySchema())
+    done = replay_failed(get_runtime(), args.get("source"), args.get("since"), args.get("q"))
+    return jsonify(BulkReplayedSchema().dump({"replayed": done.replayed, "not_replayed": done.not_replayed}))

@@ -110,6 +110,44 @@ PATHS: dict[str, dict[str, Any]] = {
             },
         }
     },
+    "/api/events/{event_id}/retry": {
+        "post": {
+            "summary": "Make a queued or retrying event due now (while delivery is paused it still waits for the "
+            "pause to end); the attempt counts towards the retry budget like any other",
+            "security": [{"bearer": []}],
+            "parameters": [EVENT_ID],
+            "responses": {
+                "200": _json("Retried", "due now"),
+                "409": _error("the event is not queued or retrying (or a worker is delivering it)"),
+                **ADMIN_ERRORS,
+            },
+        }
+    },
+    "/api/events/{event_id}/cancel": {
+        "post": {
+            "summary": "Stop a queued or retrying event: it becomes failed, last_error 'cancelled by the operator'; "
+            "replay brings it back",
+            "security": [{"bearer": []}],
+            "parameters": [EVENT_ID],
+            "responses": {
+                "200": _json("EventState", "failed"),
+                "409": _error("the event is not queued or retrying (or a worker is delivering it)"),
+                **ADMIN_ERRORS,
+            },
+        }
+    },
+    "/api/events/replay": {
+        "post": {
+            "summary": "Replay every failed event matching the filter, one at a time",
+            "security": [{"bearer": []}],
+            "parameters": [{"in": "query", "schema": schemas.BulkReplayQuerySchema}],
+            "responses": {
+                "200": _json("BulkReplayed", "how many were queued again, and how many were not"),
+                "400": _error("bad query (a status other than failed, a since that is not ISO 8601)"),
+                **ADMIN_ERRORS,
+            },
+        }
+    },
     "/api/preview/{source}": {
         "post": {
             "summary": "The StoreTicketRequest /hooks/{source} would send for this input (stores and sends nothing; "
@@ -161,6 +199,9 @@ SCHEMAS = {
     "EventDetail": schemas.EventDetailSchema,
     "EventList": schemas.EventListSchema,
     "Replayed": schemas.ReplayedSchema,
+    "EventState": schemas.EventStateSchema,
+    "Retried": schemas.RetriedSchema,
+    "BulkReplayed": schemas.BulkReplayedSchema,
     "Health": schemas.HealthSchema,
 }
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC
+from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validate
 
 from bridge.spp_schema import StoreTicketRequestSchema
 from bridge.status import AttemptOutcome, ClientHow, Status, Step
@@ -128,6 +130,61 @@ class PreviewQuerySchema(Schema):
 class ReplayedSchema(Schema):
     event_id = fields.String(required=True)
     status = fields.String(required=True)
+
+
+class EventStateSchema(Schema):
+    """The answer of ``cancel``: the event and its new status."""
+
+    event_id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+
+
+class RetriedSchema(EventStateSchema):
+    delivery_paused = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "SPP refuses the API token: the event is due, but goes out only once delivery resumes"
+        },
+    )
+
+
+class BulkReplayQuerySchema(Schema):
+    """An empty parameter (``source=``) is no filter."""
+
+    status = fields.String(
+        load_default=Status.FAILED,
+        validate=validate.OneOf([Status.FAILED], error="only failed events are replayed in bulk"),
+    )
+    source = fields.String(validate=[validate.Length(max=100), NO_CONTROL_CHARACTERS])
+    since = fields.AwareDateTime(
+        default_timezone=UTC,
+        metadata={"description": "ISO 8601; received at or after; without a zone, UTC"},
+    )
+    q = fields.String(
+        validate=[validate.Length(max=200), NO_CONTROL_CHARACTERS],
+        metadata={"description": "the sender (name or address) or the subject contains this, any case"},
+    )
+
+    @pre_load
+    def _drop_empty(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        return {key: value for key, value in data.items() if value != ""}
+
+    @post_load
+    def _in_utc(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if "since" in data:
+            try:
+                data["since"] = data["since"].astimezone(UTC)
+            except OverflowError:
+                raise ValidationError("out of range", "since") from None
+        return data
+
+
+class BulkReplayedSchema(Schema):
+    replayed = fields.Integer(required=True, metadata={"description": "failed events queued again"})
+    not_replayed = fields.Integer(
+        required=True,
+        metadata={"description": "matching failed events left failed: they still cannot be mapped, or changed state"},
+    )
 
 
 class HealthSchema(Schema):

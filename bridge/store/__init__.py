@@ -1,9 +1,11 @@
-"""The event store, in three parts with one job each, on one engine.
+"""The event store, in parts with one job each, on one engine.
 
 - :class:`EventStore` (``events.py``): intake (insert-or-duplicate, one-time tokens, SQLite
   group commit) and replay; it counts the sources' rate limits with ``limits.py``.
 - :class:`DeliveryQueue` (``queue.py``): claim, record an attempt, release, expire leases; the
   only storage the delivery worker sees.
+- :class:`EventActions` (``actions.py``): the operator's "retry now" and "cancel" of a
+  waiting event, each one conditional update that a worker's claim excludes.
 - :class:`EventQueries` (``queries.py``): reads for the admin API and page, metrics and the CLI.
 - :class:`AccessStore` (``access.py``): the admin surface's secrets, signed-out sessions and
   failed attempts, shared by every process.
@@ -20,6 +22,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, text
 
 from bridge.store.access import AccessStore
+from bridge.store.actions import EventActions
 from bridge.store.alerts import AlertStore
 from bridge.store.base import NOTIFY_CHANNEL, unavailable
 from bridge.store.events import Added, EventStore, NewEvent, OneTimeToken, ReplayedToken
@@ -35,6 +38,7 @@ __all__ = [
     "AlertStore",
     "Claim",
     "DeliveryQueue",
+    "EventActions",
     "EventQueries",
     "EventStore",
     "ListFilter",
@@ -55,6 +59,7 @@ class Store:
         self.events = EventStore(engine, write_lock)
         self.queue = DeliveryQueue(engine, write_lock)
         self.queries = EventQueries(engine, write_lock)
+        self.actions = EventActions(engine, write_lock)
         self.access = AccessStore(engine, write_lock)
         self.alerts = AlertStore(engine, write_lock)
 

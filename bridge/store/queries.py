@@ -205,12 +205,19 @@ class EventQueries(Part):
         with unavailable(), self.engine.connect() as conn:
             return read_pause(conn)
 
-    def event_ids(self, status: Status, source: str | None = None, since: datetime | None = None) -> list[str]:
-        """Ids of the events in ``status``, oldest first."""
-        query = select(events.c.id).where(events.c.status == status).order_by(events.c.id)
-        if source:
-            query = query.where(events.c.source == source)
-        if since:
-            query = query.where(events.c.received_at >= since)
+    def event_ids(
+        self, status: Status, source: str | None = None, since: datetime | None = None, search: str | None = None
+    ) -> list[str]:
+        """Ids of the events in ``status`` (of ``source``, received at or after ``since``, whose
+        sender or subject contains ``search``), oldest first."""
+        query = _narrowed(select(events.c.id), ListFilter(status, source, search, since)).order_by(events.c.id)
         with unavailable(), self.engine.connect() as conn:
             return list(conn.execute(query).scalars())
+
+    def count_events(
+        self, status: Status, source: str | None = None, since: datetime | None = None, search: str | None = None
+    ) -> int:
+        """How many events :meth:`event_ids` would list."""
+        query = _narrowed(select(func.count()).select_from(events), ListFilter(status, source, search, since))
+        with unavailable(), self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())

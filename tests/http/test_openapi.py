@@ -33,6 +33,9 @@ DOCUMENTED = {
     ("/api/events", "get"),
     ("/api/events/{event_id}", "get"),
     ("/api/events/{event_id}/replay", "post"),
+    ("/api/events/{event_id}/retry", "post"),
+    ("/api/events/{event_id}/cancel", "post"),
+    ("/api/events/replay", "post"),
     ("/healthz", "get"),
     ("/readyz", "get"),
     ("/openapi.json", "get"),
@@ -66,6 +69,9 @@ def test_documented_keys_match_the_behaviour_doc(app: Flask) -> None:
     assert set(schemas["EventDetail"]["properties"]) == DETAIL_KEYS
     assert set(schemas["EventList"]["required"]) == {"events", "next_cursor"}
     assert set(schemas["Replayed"]["properties"]) == {"event_id", "status"}
+    assert set(schemas["EventState"]["required"]) == {"event_id", "status"}
+    assert set(schemas["Retried"]["required"]) == {"event_id", "status", "delivery_paused"}
+    assert set(schemas["BulkReplayed"]["required"]) == {"replayed", "not_replayed"}
     assert set(schemas["Error"]["required"]) == {"error", "message"}
 
 
@@ -107,6 +113,13 @@ def test_real_answers_conform(app: Flask, runtime: Runtime, sandbox: SandboxServ
     assert statuses >= {"queued"}
     _validate(app, "/api/events/{event_id}/replay", "post", path_parameters={"event_id": ids[0]}, query={"force": True})
     _validate(app, "/api/events/{event_id}", "get", path_parameters={"event_id": "evt_unknown"})
+    waiting = client.post("/hooks/open", json={"email": "w@example.com"}).get_json()["event_id"]
+    for action in ("retry", "cancel"):
+        for event_id in (waiting, ids[0], "evt_unknown"):  # 200, then 409 (delivered, or cancelled), 404
+            _validate(app, f"/api/events/{{event_id}}/{action}", "post", path_parameters={"event_id": event_id})
+    replayed = _validate(app, "/api/events/replay", "post", query={"status": "failed", "source": "api"})
+    assert replayed.status_code == 200 and replayed.json()["replayed"] >= 0
+    assert _validate(app, "/api/events/replay", "post", query={"status": "queued"}).status_code == 400
     hook = _validate(
         app, "/hooks/{source}", "post", path_parameters={"source": "open"}, body={"a": 1}, media_type="application/json"
     )
@@ -137,7 +150,7 @@ def seeded(app: Flask, runtime: Runtime, sandbox: SandboxServer) -> dict[str, li
     return {"source": ["api", "open", "contact"], "event_id": ids}
 
 
-WITH_INPUT = {op for op in DOCUMENTED if "{" in op[0] or op[0] == "/api/events"}
+WITH_INPUT = {op for op in DOCUMENTED if "{" in op[0] or op[0] in ("/api/events", "/api/events/replay")}
 CASES = [(*op, GenerationMode.POSITIVE) for op in sorted(DOCUMENTED)] + [
     (*op, GenerationMode.NEGATIVE)
     for op in sorted(WITH_INPUT)  # operations without input have no invalid input
