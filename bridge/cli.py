@@ -1,11 +1,11 @@
-"""``flask --app wsgi bridge …``: worker, replay, migrate, sandbox, check."""
+"""``flask --app wsgi bridge …``: worker, replay, purge, migrate, sandbox, check."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import click
 from flask.cli import AppGroup
@@ -14,10 +14,11 @@ from bridge.db import make_engine
 from bridge.errors import BridgeError, ConfigError
 from bridge.providers import PROVIDERS
 from bridge.replay import replay_event
+from bridge.retention import BadAge, describe_age, parse_age, summary
 from bridge.runtime import get_runtime
 from bridge.sources import Source, open_source_warning
 from bridge.status import Status
-from bridge.store import DeliveryQueue, Store
+from bridge.store import FAILED_MIN_DAYS, DeliveryQueue, Store
 
 bridge_cli = AppGroup("bridge", help="spp-ticket-bridge commands.")
 log = logging.getLogger("bridge.cli")
@@ -105,6 +106,41 @@ def _failed_ids(source: str | None, since: datetime | None) -> list[str]:
     """Failed events, oldest first; a naive ``since`` is UTC."""
     since_utc = since.replace(tzinfo=UTC) if since and since.tzinfo is None else since
     return get_runtime().store.queries.event_ids(Status.FAILED, source, since_utc)
+
+
+class AgeParam(click.ParamType):
+    name = "age"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return parse_age(str(value))
+        except BadAge as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@bridge_cli.command("purge")
+@click.option(
+    "--older-than",
+    type=AgeParam(),
+    help="Age of the finished events to purge: 30d, 12h, 90m, 45s or days [default: BRIDGE_RETENTION_DAYS].",
+)
+def purge_command(older_than: timedelta | None) -> None:
+    """Delete now the request, message and files of delivered and discarded events finished longer
+    ago than --older-than, and of failed ones finished longer ago than that or 90 days; print what went."""
+    runtime = get_runtime()
+    age = older_than if older_than is not None else timedelta(days=runtime.settings.retention_days)
+    try:
+        purged = runtime.store.retention.purge(datetime.now(UTC), age)
+    except BridgeError as exc:
+        fail(exc.message)
+    failed_age = describe_age(max(age, timedelta(days=FAILED_MIN_DAYS)))
+    click.echo(f"purged {purged.events} events (finished over {describe_age(age)} ago; failed: over {failed_age} ago)")
+    for line in summary(purged):
+        click.echo(f"  {line}")
+    if purged.stale_clients:
+        click.echo(f"  {purged.stale_clients} stale client look-ups forgotten")
 
 
 @bridge_cli.command("sandbox")

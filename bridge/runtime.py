@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from bridge.chores import Chore, Chores
+from bridge.retention import purge_chore
 from bridge.retry import RetryPolicy
 from bridge.sources import SourcesConfig
 from bridge.spp_client import SppClient
@@ -70,7 +71,7 @@ class Runtime:
 
     def chores(self) -> list[Chore]:
         """What every worker does periodically beside delivery (bridge/chores.py)."""
-        return []
+        return [purge_chore(self.store, self.settings.retention_days)]
 
     def listen_for_events(self, worker: Worker) -> None:
         """On PostgreSQL, wake ``worker`` on every NOTIFY of a new event, from any process."""

@@ -19,6 +19,7 @@ class ConfigError(Exception):
 
 DEFAULT_API_VERSION = "2024-03-05"
 MIB = 1024 * 1024
+MAX_RETENTION_DAYS = 36500  # a hundred years: "keep everything", within what a date can hold
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Settings:
     log_format: str = "json"
     trust_forwarded_host: bool = False
     request_read_timeout: float = 60.0
+    retention_days: int = 30
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         settings = replace(self, **overrides)
@@ -151,6 +153,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trust_forwarded_host=_bool(env, "BRIDGE_TRUST_FORWARDED_HOST", False),
         # how long a client may take to send a whole request (bridge/server.py)
         request_read_timeout=_float(env, "BRIDGE_REQUEST_READ_TIMEOUT_SECONDS", 60.0),
+        # days a finished event keeps its request, message and files (bridge/store/retention.py)
+        retention_days=_int(env, "BRIDGE_RETENTION_DAYS", 30, maximum=MAX_RETENTION_DAYS),
     )
     settings.check()
     if not settings.database_url and _str(env, "DYNO"):

@@ -7,6 +7,8 @@
 - :class:`EventQueries` (``queries.py``): reads for the admin API and page, metrics and the CLI.
 - :class:`AccessStore` (``access.py``): the admin surface's secrets, signed-out sessions and
   failed attempts, shared by every process.
+- :class:`Retention` (``retention.py``): deletes the request, message and files of events
+  finished long enough ago, in small batches.
 
 Tables and the engine are in ``bridge/db.py``; SQLite's write lock and group commit in ``sqlite.py``.
 The parts raise :class:`bridge.errors.StoreUnavailable` when the database does not answer; what
@@ -23,9 +25,11 @@ from bridge.store.events import Added, EventStore, NewEvent, OneTimeToken, Repla
 from bridge.store.limits import RateCheck, RateExceeded
 from bridge.store.queries import EventQueries
 from bridge.store.queue import Claim, DeliveryQueue
+from bridge.store.retention import FAILED_MIN_DAYS, Purged, Removed, Retention
 from bridge.store.sqlite import WriteLock
 
 __all__ = [
+    "FAILED_MIN_DAYS",
     "NOTIFY_CHANNEL",
     "AccessStore",
     "Added",
@@ -35,9 +39,12 @@ __all__ = [
     "EventStore",
     "NewEvent",
     "OneTimeToken",
+    "Purged",
     "RateCheck",
     "RateExceeded",
+    "Removed",
     "ReplayedToken",
+    "Retention",
     "Store",
 ]
 
@@ -51,6 +58,7 @@ class Store:
         self.queue = DeliveryQueue(engine, write_lock)
         self.queries = EventQueries(engine, write_lock)
         self.access = AccessStore(engine, write_lock)
+        self.retention = Retention(engine, write_lock)
 
     def ping(self) -> None:
         with unavailable(), self.engine.connect() as conn:
