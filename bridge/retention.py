@@ -26,11 +26,13 @@ class BadAge(ValueError):
 
 
 def parse_age(text: str) -> timedelta:
-    """``30d``, ``12h``, ``90m``, ``45s``, or a whole number of days."""
+    """``30d``, ``12h``, ``90m``, ``45s``, or a whole number of days; more than 0."""
     found = _AGE.fullmatch(text.strip().lower())
     if found is None:
         raise BadAge(f"{text!r} is not an age like 30d, 12h, 90m, 45s or a number of days")
     number, unit = int(found.group(1)), found.group(2)
+    if number == 0:
+        raise BadAge(f"{text!r} is no age: give more than 0")
     if unit in ("d", "") and number > 36500:
         raise BadAge(f"{text!r} is more than 36500 days")
     return timedelta(seconds=number * _UNIT_SECONDS[unit])

@@ -359,7 +359,7 @@ def test_bridge_purge_prints_what_it_removed(app: Flask, runtime: Runtime) -> No
     assert lines[2].startswith("  failed: 0 events, 0 bytes of raw bodies")
 
 
-@pytest.mark.parametrize("value", ["12x", "-3d", "", "d", "1.5d", "99999d"])
+@pytest.mark.parametrize("value", ["12x", "-3d", "", "d", "1.5d", "99999d", "0", "0s"])
 def test_bridge_purge_refuses_a_bad_age(app: Flask, value: str) -> None:
     result = app.test_cli_runner().invoke(args=["bridge", "purge", "--older-than", value])
     assert result.exit_code == 2
