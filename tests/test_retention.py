@@ -233,6 +233,16 @@ def test_purge_goes_in_batches_until_none_is_left(runtime: Runtime) -> None:
     assert runtime.store.retention.purge(NOW(UTC), MONTH, batch=10).batches == 0
 
 
+def test_a_batch_holds_no_more_bytes_than_its_limit_but_one_event_at_least(runtime: Runtime) -> None:
+    ids = discarded(runtime, 5, body=b"z" * 10_000)  # and a message of a few hundred bytes
+    finished_ago(runtime, MONTH + timedelta(days=1), *ids)
+    purged = runtime.store.retention.purge(NOW(UTC), MONTH, max_batch_bytes=25_000)
+    assert (purged.batches, purged.events) == (3, 5)
+    ids = discarded(runtime, 2, body=b"z" * 5000)
+    finished_ago(runtime, MONTH + timedelta(days=1), *ids)
+    assert runtime.store.retention.purge(NOW(UTC), MONTH, max_batch_bytes=10).batches == 2
+
+
 def test_the_purge_query_reads_the_partial_index(runtime: Runtime) -> None:
     """What is left to purge is found through ix_events_purgeable, not by reading every event."""
     store = runtime.store

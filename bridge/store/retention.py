@@ -17,12 +17,12 @@ partial index ``ix_events_purgeable``; on SQLite each batch holds the write lock
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Engine, LargeBinary, Text, bindparam, cast, delete, func, null, or_, select, update
+from sqlalchemy import JSON, Engine, LargeBinary, bindparam, case, cast, delete, func, null, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from bridge.db import PURGEABLE_WHERE, attachments, clients, events
@@ -31,6 +31,8 @@ from bridge.store.base import Part, unavailable
 from bridge.store.sqlite import WriteLock
 
 DEFAULT_BATCH = 200
+# what one batch may delete at most (one event at least): bodies go up to 10 MiB each
+MAX_BATCH_BYTES = 64 * 1024 * 1024
 # a failed event waits at least this long for a replay before its data goes
 FAILED_MIN_DAYS = 90
 # a remembered "no such client" older than this is of no use (asked again after 10 minutes)
@@ -42,7 +44,7 @@ KEPT_REQUEST_KEYS = ("method", "path", "body_bytes")
 @dataclass
 class Removed:
     """What a purge deleted, for one kind of event: bytes of raw bodies and of stored messages
-    (message, ticket request and plan), and the files."""
+    (message, ticket request and plan: on PostgreSQL as stored, compressed or not), and the files."""
 
     events: int = 0
     body_bytes: int = 0
@@ -116,38 +118,38 @@ class Retention(Part):
         batch: int = DEFAULT_BATCH,
         pause_seconds: float = 0.0,
         stopping: Callable[[], bool] = lambda: False,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> Purged:
         """Purge batch after batch until none is left (or ``stopping()``), ``pause_seconds``
         apart so that intake and delivery get the database between batches; then forget stale
         "no such client" answers. Events that finish meanwhile wait for the next purge."""
         total = Purged()
         while not stopping():
-            purged = self.purge_batch(now, older_than, batch)
-            total.add(purged)
-            if purged.events < batch:
+            purged = self.purge_batch(now, older_than, batch, max_batch_bytes)
+            if not purged.events:
                 break
+            total.add(purged)
             time.sleep(pause_seconds)
         total.stale_clients = self.forget_stale_clients(now)
         return total
 
-    def purge_batch(self, now: datetime, older_than: timedelta, limit: int = DEFAULT_BATCH) -> Purged:
-        """Purge up to ``limit`` of the oldest events due for it, in one transaction."""
+    def purge_batch(
+        self, now: datetime, older_than: timedelta, limit: int = DEFAULT_BATCH, max_bytes: int = MAX_BATCH_BYTES
+    ) -> Purged:
+        """Purge the oldest events due for it, in one transaction: up to ``limit`` of them, and
+        no more than ``max_bytes`` of stored data (one event at least), so that a run of large
+        mails does not make one long transaction."""
         finished_before, failed_before = cutoffs(now, older_than)
         picked = (
             select(
                 events.c.id,
                 events.c.status,
-                events.c.ticket_id,
-                events.c.client_id,
-                events.c.raw_request,
                 func.coalesce(func.length(events.c.raw_body), 0).label("body_bytes"),
                 (
                     self._stored_bytes(events.c.message)
                     + self._stored_bytes(events.c.ticket_request)
                     + self._stored_bytes(events.c.plan)
                 ).label("message_bytes"),
-                events.c.message["email"].as_string().label("sender"),
-                events.c.ticket_request["user_id"].as_string().label("user_id"),
             )
             .where(
                 PURGEABLE_WHERE,
@@ -159,26 +161,35 @@ class Retention(Part):
         )
         if self.is_postgres:  # a replay or another worker's purge holding a row: skip it, not wait
             picked = picked.with_for_update(of=events, skip_locked=True)
-        purged = Purged(batches=1)
+        file_bytes = func.coalesce(func.sum(func.length(attachments.c.content)), 0)
         with unavailable(), self.writing() as conn:
-            rows = conn.execute(picked).all()
-            if not rows:
+            candidates = conn.execute(picked).all()
+            if not candidates:
                 return Purged()
-            ids = [row.id for row in rows]
             files_query = (
-                select(
-                    attachments.c.event_id, func.count(), func.coalesce(func.sum(func.length(attachments.c.content)), 0)
-                )
-                .where(attachments.c.event_id.in_(ids))
+                select(attachments.c.event_id, func.count(), file_bytes)
+                .where(attachments.c.event_id.in_([row.id for row in candidates]))
                 .group_by(attachments.c.event_id)
             )
             files = {event_id: (int(n), int(size)) for event_id, n, size in conn.execute(files_query)}
+            purged, ids = _within(candidates, files, max_bytes)
+            rows = conn.execute(
+                select(
+                    events.c.id,
+                    events.c.ticket_id,
+                    events.c.client_id,
+                    events.c.raw_request,
+                    # the sender is kept of delivered events only: the message of others is not read
+                    case((events.c.ticket_id.is_not(None), events.c.message["email"].as_string()), else_=null()).label(
+                        "sender"
+                    ),
+                    case(
+                        (events.c.client_id.is_(None), events.c.ticket_request["user_id"].as_string()), else_=null()
+                    ).label("user_id"),
+                ).where(events.c.id.in_(ids))
+            ).all()
             conn.execute(delete(attachments).where(attachments.c.event_id.in_(ids)))
             conn.execute(self._scrub, [_scrubbed(row, now) for row in rows])
-        for row in rows:
-            removed = purged.failed if row.status == Status.FAILED else purged.finished
-            n, size = files.get(row.id, (0, 0))
-            removed.add(Removed(1, int(row.body_bytes or 0), int(row.message_bytes or 0), n, size))
         return purged
 
     def forget_stale_clients(self, now: datetime) -> int:
@@ -211,8 +222,24 @@ class Retention(Part):
             return int(conn.execute(events_query).scalar_one()) + int(conn.execute(files_query).scalar_one())
 
 
+def _within(candidates: Sequence[Any], files: dict[str, tuple[int, int]], max_bytes: int) -> tuple[Purged, list[str]]:
+    """The oldest candidates whose stored bytes add up to ``max_bytes`` at most (one at least),
+    and what purging them removes."""
+    purged, ids, size = Purged(batches=1), list[str](), 0
+    for row in candidates:
+        n, file_bytes = files.get(row.id, (0, 0))
+        removed = Removed(1, int(row.body_bytes or 0), int(row.message_bytes or 0), n, file_bytes)
+        if ids and size + removed.total_bytes > max_bytes:
+            break
+        size += removed.total_bytes
+        ids.append(row.id)
+        (purged.failed if row.status == Status.FAILED else purged.finished).add(removed)
+    return purged, ids
+
+
 def _stored_size(column: Any) -> ColumnElement[int]:
-    return func.coalesce(func.octet_length(cast(column, Text)), 0)
+    """Bytes a JSON value takes as stored (compressed, maybe), read without fetching the value."""
+    return func.coalesce(func.pg_column_size(column), 0)
 
 
 def _stored_size_sqlite(column: Any) -> ColumnElement[int]:
