@@ -1,11 +1,11 @@
-"""``flask --app wsgi bridge …``: worker, replay, retry, cancel, migrate, sandbox, check, alert-test."""
+"""``flask --app wsgi bridge …``: worker, replay, retry, cancel, purge, migrate, sandbox, check, alert-test."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import sys
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import click
 from flask.cli import AppGroup
@@ -15,9 +15,10 @@ from bridge.errors import BridgeError, ConfigError
 from bridge.event_actions import CANCEL_REASON, cancel, retry_now
 from bridge.providers import PROVIDERS
 from bridge.replay import BulkReplay, Progress, replay_event, replay_failed
+from bridge.retention import BadAge, describe_age, parse_age, summary
 from bridge.runtime import Runtime, get_runtime
 from bridge.sources import Source, open_source_warning
-from bridge.store import DeliveryQueue, Store
+from bridge.store import FAILED_MIN_DAYS, DeliveryQueue, Store
 
 bridge_cli = AppGroup("bridge", help="spp-ticket-bridge commands.")
 log = logging.getLogger("bridge.cli")
@@ -134,6 +135,41 @@ def cancel_command(event_id: str) -> None:
     except BridgeError as exc:
         fail(exc.message)
     click.echo(f"{event_id}: {status} ({CANCEL_REASON}); replay brings it back")
+
+
+class AgeParam(click.ParamType):
+    name = "age"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return parse_age(str(value))
+        except BadAge as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@bridge_cli.command("purge")
+@click.option(
+    "--older-than",
+    type=AgeParam(),
+    help="Age of the finished events to purge: 30d, 12h, 90m, 45s or days [default: BRIDGE_RETENTION_DAYS].",
+)
+def purge_command(older_than: timedelta | None) -> None:
+    """Delete now the request, message and files of delivered and discarded events finished longer
+    ago than --older-than, and of failed ones finished longer ago than that or 90 days; print what went."""
+    runtime = get_runtime()
+    age = older_than if older_than is not None else timedelta(days=runtime.settings.retention_days)
+    try:
+        purged = runtime.store.retention.purge(datetime.now(UTC), age)
+    except BridgeError as exc:
+        fail(exc.message)
+    failed_age = describe_age(max(age, timedelta(days=FAILED_MIN_DAYS)))
+    click.echo(f"purged {purged.events} events (finished over {describe_age(age)} ago; failed: over {failed_age} ago)")
+    for line in summary(purged):
+        click.echo(f"  {line}")
+    if purged.stale_clients:
+        click.echo(f"  {purged.stale_clients} stale client look-ups forgotten")
 
 
 @bridge_cli.command("sandbox")

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
-from bridge.status import DUE, Status
+from bridge.status import DUE, FINISHED, Status
 
 metadata = MetaData(
     naming_convention={
@@ -63,6 +63,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 DUE_WHERE = text("status IN ({})".format(", ".join(f"'{status}'" for status in DUE)))
 LEASED_WHERE = text(f"status = '{Status.DELIVERING}'")
 FAILED_WHERE = text(f"status = '{Status.FAILED}'")
+# finished events whose request and message are still kept (bridge/store/retention.py)
+PURGEABLE_WHERE = text("purged_at IS NULL AND status IN ({})".format(", ".join(f"'{status}'" for status in FINISHED)))
 
 events = Table(
     "events",
@@ -101,6 +103,8 @@ events = Table(
     Column("spp_message_id", BigInteger),
     Column("thread_of", String(40)),  # the earlier event whose ticket this follow-up joined
     Column("email_message_id", String(255)),  # the Message-ID of an email event, for its replies
+    # when retention deleted the event's request, message and files (the row and attempts stay)
+    Column("purged_at", UTCDateTime()),
     UniqueConstraint("source", "dedupe_key"),
     # what a worker claims next, in order (partial: only waiting events), and the leases to check.
     # No index leads with status: SQLite's planner would take it for claims and sort every due event.
@@ -111,6 +115,8 @@ events = Table(
     Index("ix_events_ticket_id", "ticket_id"),
     # the failed events, by when they failed: what the failure alert reads every turn
     Index("ix_events_failed", "updated_at", sqlite_where=FAILED_WHERE, postgresql_where=FAILED_WHERE),
+    # what retention has left to delete, oldest first
+    Index("ix_events_purgeable", "updated_at", sqlite_where=PURGEABLE_WHERE, postgresql_where=PURGEABLE_WHERE),
 )
 
 attempts = Table(

@@ -75,13 +75,18 @@ def _mapping_failed(
     if runtime.store.events.mark_failed(event_id, REPLAYABLE, str(exc), now):
         return Unmappable(exc, "still cannot map the event")
     event = runtime.store.queries.get_event(event_id)
-    if force and event is not None and event["status"] == Status.DELIVERED:
+    if force and event is not None and event["status"] == Status.DELIVERED and event["purged_at"] is None:
         return Unmappable(exc, "still cannot map the event")
     return _conflict(runtime, event_id, force)
 
 
 def _conflict(runtime: Runtime, event_id: str, force: bool) -> ReplayConflict:
     event = runtime.store.queries.get_event(event_id)
+    if event is not None and event["purged_at"] is not None:
+        return ReplayConflict(
+            f"event {event_id} cannot be replayed: its request and message were deleted on"
+            f" {event['purged_at']:%Y-%m-%d %H:%M} UTC (retention)"
+        )
     status = event["status"] if event else "unknown"
     hint = "" if force or status != Status.DELIVERED else " (use force=true to deliver it again)"
     return ReplayConflict(f"event {event_id} is {status}; only failed or discarded events are replayed{hint}")

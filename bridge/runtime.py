@@ -11,6 +11,7 @@ from flask import Flask, current_app
 
 from bridge.alerts import EVERY_SECONDS, Alerts, secret_parts, target
 from bridge.chores import Chore, Chores
+from bridge.retention import purge_chore
 from bridge.retry import RetryPolicy
 from bridge.sources import SourcesConfig
 from bridge.spp_client import SppClient
@@ -77,9 +78,10 @@ class Runtime:
 
     def chores(self) -> list[Chore]:
         """What every worker does periodically beside delivery (bridge/chores.py)."""
-        if not self.settings.alert_urls:
-            return []
-        return [Chore("alerts", EVERY_SECONDS, self.alerts().run)]
+        chores = [purge_chore(self.store, self.settings.retention_days)]
+        if self.settings.alert_urls:
+            chores.append(Chore("alerts", EVERY_SECONDS, self.alerts().run))
+        return chores
 
     def alerts(self, **overrides: Any) -> Alerts:
         """The alerts chore for BRIDGE_ALERT_URLS; ``overrides`` are Alerts options (tests shorten the window)."""

@@ -24,6 +24,8 @@ DUE = (Status.QUEUED, Status.RETRYING)
 PENDING = (*DUE, Status.DELIVERING)
 # what a replay takes back to queued without force
 REPLAYABLE = (Status.FAILED, Status.DISCARDED)
+# done with: retention deletes their request and message after a while (ix_events_purgeable)
+FINISHED = (Status.DELIVERED, Status.DISCARDED, Status.FAILED)
 
 
 class AttemptOutcome(StrEnum):

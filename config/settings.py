@@ -21,6 +21,7 @@ class ConfigError(Exception):
 
 DEFAULT_API_VERSION = "2024-03-05"
 MIB = 1024 * 1024
+MAX_RETENTION_DAYS = 36500  # a hundred years: "keep everything", within what a date can hold
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Settings:
     alert_urls: tuple[str, ...] = field(default=(), repr=False)
     alert_queue_age_seconds: float = 900.0
     public_url: str | None = None  # where operators reach the bridge: links in alerts, `bridge check`
+    retention_days: int = 30
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         settings = replace(self, **overrides)
@@ -210,6 +212,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alert_urls=split_alert_urls(env.get("BRIDGE_ALERT_URLS", "")),
         alert_queue_age_seconds=_float(env, "BRIDGE_ALERT_QUEUE_AGE_SECONDS", 900.0),
         public_url=(_str(env, "BRIDGE_PUBLIC_URL") or "").rstrip("/") or None,
+        # days a finished event keeps its request, message and files (bridge/store/retention.py)
+        retention_days=_int(env, "BRIDGE_RETENTION_DAYS", 30, maximum=MAX_RETENTION_DAYS),
     )
     settings.check()
     if not settings.database_url and _str(env, "DYNO"):

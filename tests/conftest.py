@@ -78,7 +78,7 @@ SUMMARY_KEYS = {
     "client_how",
     "thread_of",
 }
-DETAIL_KEYS = SUMMARY_KEYS | {"ticket_request", "message", "request_id", "plan", "attempt_log"}
+DETAIL_KEYS = SUMMARY_KEYS | {"ticket_request", "message", "request_id", "plan", "attempt_log", "purged_at"}
 
 
 def postgres_url() -> str | None:

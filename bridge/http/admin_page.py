@@ -57,7 +57,7 @@ from bridge.providers.base import TokenAuth
 from bridge.replay import plausible_event_id, replay_event
 from bridge.runtime import Runtime, get_runtime
 from bridge.status import PENDING, ClientHow, Status, Step
-from bridge.store import ListFilter
+from bridge.store import FAILED_MIN_DAYS, ListFilter
 from bridge.tickets import human_size
 
 admin_page = Blueprint("admin_page", __name__, url_prefix="/admin")
@@ -349,6 +349,7 @@ def event_page(event_id: str) -> ResponseReturnValue:
         first_message=message_view(event),
         files=file_states(event, message, get_runtime().settings.max_attachment_bytes),
         planned=bool(event["ticket_request"]),
+        retention_days=retention_days(event, get_runtime().settings.retention_days),
         form=ReplayForm(formdata=None),
         AMBIGUOUS=AMBIGUOUS,
     )
@@ -375,7 +376,8 @@ def delivery_steps(event: dict[str, Any], attempts: list[dict[str, Any]]) -> lis
     """Client, ticket and message, in the order delivery takes them: each with its state (done,
     waiting, failed, not reached, not needed), what it came to, and its attempts. None for an
     event that was never mapped to a ticket."""
-    if not event["ticket_request"]:
+    purged = event["purged_at"] is not None
+    if not event["ticket_request"] and not (purged and event["status"] != Status.DISCARDED):
         return []
     plan = event["plan"] or {}
     how = event["client_how"]
@@ -384,10 +386,15 @@ def delivery_steps(event: dict[str, Any], attempts: list[dict[str, Any]]) -> lis
         ticket_note = f"joined ticket {event['ticket_id']} of event {event['thread_of']}"
     else:
         ticket_note = f"ticket {event['ticket_id']}"
+    if purged:  # the plan is gone: what the columns say was done stands for what was planned
+        client_needed = how in (ClientHow.FOUND, ClientHow.CREATED)
+        message_needed = event["spp_message_id"] is not None
+    else:
+        client_needed, message_needed = bool(plan.get("client")), bool(plan.get("message"))
     rows = [
-        (Step.CLIENT, bool(plan.get("client")), event["client_id"], client_note),
+        (Step.CLIENT, client_needed, event["client_id"], client_note),
         (Step.TICKET, True, event["ticket_id"], ticket_note),
-        (Step.MESSAGE, bool(plan.get("message")), event["spp_message_id"], f"message {event['spp_message_id']}"),
+        (Step.MESSAGE, message_needed, event["spp_message_id"], f"message {event['spp_message_id']}"),
     ]
     status, stopped = event["status"], False
     steps = []
@@ -409,6 +416,11 @@ def delivery_steps(event: dict[str, Any], attempts: list[dict[str, Any]]) -> lis
         mine = [a for a in attempts if a["step"] == step]
         steps.append({"name": str(step), "state": state, "detail": detail, "attempts": mine})
     return steps
+
+
+def retention_days(event: dict[str, Any], days: int) -> int:
+    """The retention period that applied to ``event``: failed events keep their data longer."""
+    return max(days, FAILED_MIN_DAYS) if event["status"] == Status.FAILED else days
 
 
 def client_view(event: dict[str, Any]) -> dict[str, Any]:

@@ -79,6 +79,13 @@ class EventDetailSchema(EventSummarySchema):
         metadata={"description": "what delivery does besides the ticket: client look-up, message and files, reply"},
     )
     attempt_log = fields.List(fields.Nested(AttemptSchema), metadata={"description": "one entry per attempt"})
+    purged_at = fields.AwareDateTime(
+        allow_none=True,
+        metadata={
+            "description": "when retention deleted the event's request, message, ticket request, plan and files"
+            " (BRIDGE_RETENTION_DAYS); null while they are kept"
+        },
+    )
 
 
 class EventListSchema(Schema):

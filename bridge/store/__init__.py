@@ -11,6 +11,8 @@
   failed attempts, shared by every process.
 - :class:`AlertStore` (``alerts.py``): what the alerts tell (failures not yet told, the due
   backlog, the delivery pause) and the throttle that lets one process of all tell it.
+- :class:`Retention` (``retention.py``): deletes the request, message and files of events
+  finished long enough ago, in small batches.
 
 Tables and the engine are in ``bridge/db.py``; SQLite's write lock and group commit in ``sqlite.py``.
 The parts raise :class:`bridge.errors.StoreUnavailable` when the database does not answer; what
@@ -29,9 +31,11 @@ from bridge.store.events import Added, EventStore, NewEvent, OneTimeToken, Repla
 from bridge.store.limits import RateCheck, RateExceeded
 from bridge.store.queries import EventQueries, ListFilter
 from bridge.store.queue import Claim, DeliveryQueue
+from bridge.store.retention import FAILED_MIN_DAYS, Purged, Removed, Retention
 from bridge.store.sqlite import WriteLock
 
 __all__ = [
+    "FAILED_MIN_DAYS",
     "NOTIFY_CHANNEL",
     "AccessStore",
     "Added",
@@ -44,9 +48,12 @@ __all__ = [
     "ListFilter",
     "NewEvent",
     "OneTimeToken",
+    "Purged",
     "RateCheck",
     "RateExceeded",
+    "Removed",
     "ReplayedToken",
+    "Retention",
     "Store",
 ]
 
@@ -62,6 +69,7 @@ class Store:
         self.actions = EventActions(engine, write_lock)
         self.access = AccessStore(engine, write_lock)
         self.alerts = AlertStore(engine, write_lock)
+        self.retention = Retention(engine, write_lock)
 
     def ping(self) -> None:
         with unavailable(), self.engine.connect() as conn:

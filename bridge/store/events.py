@@ -229,7 +229,10 @@ class EventStore(Part):
 
     @staticmethod
     def _set(conn: Connection, event_id: str, from_statuses: Sequence[Status], values: dict[str, Any]) -> bool:
-        statement = update(events).where(events.c.id == event_id, events.c.status.in_(from_statuses))
+        """Compare-and-set; never on a purged event (retention deleted what a replay maps)."""
+        statement = update(events).where(
+            events.c.id == event_id, events.c.status.in_(from_statuses), events.c.purged_at.is_(None)
+        )
         return bool(conn.execute(statement.values(values)).rowcount == 1)
 
     def message_of(self, event_id: str) -> tuple[str, InboundMessage | None, datetime] | None:

@@ -88,7 +88,14 @@ def _narrowed(query: Any, where: ListFilter, with_status: bool = True) -> Any:
 
 class EventQueries(Part):
     def get_event(self, event_id: str) -> dict[str, Any] | None:
-        query = select(*SUMMARY_COLUMNS, events.c.ticket_request, events.c.message, events.c.request_id, events.c.plan)
+        query = select(
+            *SUMMARY_COLUMNS,
+            events.c.ticket_request,
+            events.c.message,
+            events.c.request_id,
+            events.c.plan,
+            events.c.purged_at,
+        )
         with unavailable(), self.engine.connect() as conn:
             row = conn.execute(query.where(events.c.id == event_id)).mappings().one_or_none()
         if row is None:
