@@ -24,6 +24,7 @@ from bridge.migrate import upgrade
 from bridge.runtime import Runtime, get_runtime
 from bridge.sandbox import Sandbox, SandboxServer
 from bridge.worker import Worker
+from tests.helpers import Receiver
 
 SPP_TOKEN = "spp-test-token-0123456789"
 ADMIN_TOKEN = "admin-test-token-0123456789"
@@ -212,3 +213,13 @@ def admin_headers() -> dict[str, str]:
 
 def api_headers(**extra: str) -> dict[str, str]:
     return {"X-Bridge-Token": API_SECRET, **extra}
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """An HTTP server on loopback recording the notifications apprise posts to it (``receiver.url``)."""
+    found = Receiver()
+    found.thread.start()
+    yield found
+    found.server.shutdown()
+    found.thread.join(5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -10,7 +11,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
 from werkzeug.serving import make_server
@@ -68,3 +71,40 @@ def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess
 
 def flask_cmd(*args: str) -> list[str]:
     return [str(BIN / "flask"), "--app", "wsgi", "bridge", *args]
+
+
+ALERT_PASSWORD = "alert-pass-0123456789"
+
+
+class Receiver:
+    """An HTTP server on loopback that records the JSON apprise posts; ``status`` is its answer."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        self.requests = 0
+        self.status = 200
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.requests += 1
+                if receiver.status == 200:
+                    receiver.posts.append(json.loads(body))
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The apprise URL, with a password in it (apprise sends it as HTTP Basic)."""
+        return f"json://bridge:{ALERT_PASSWORD}@127.0.0.1:{self.server.server_port}/alerts"
+
+    def texts(self) -> list[str]:
+        return [f"{p['title']}\n{p['message']}" for p in self.posts]

@@ -7,13 +7,10 @@ second app on the same database. The store parts run on SQLite and on PostgreSQL
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -27,56 +24,12 @@ from bridge.runtime import get_runtime
 from bridge.status import Status
 from config.settings import ConfigError, load_settings
 from tests.conftest import ADMIN_TOKEN, API_SECRET, DEFAULT_SOURCES, SPP_TOKEN, bridge_env, deliver_all
-from tests.helpers import BIN, ROOT, free_port
+from tests.helpers import ALERT_PASSWORD, BIN, ROOT, Receiver, free_port
 from tests.http.test_metrics import scrape, value
 from tests.test_worker import BODY, event, post
 
 PUBLIC_URL = "https://bridge.example.com"
-ALERT_PASSWORD = "alert-pass-0123456789"
 LATER = timedelta(seconds=WINDOW_SECONDS + 1)
-
-
-class Receiver:
-    """An HTTP server on loopback that records the JSON apprise posts; ``status`` is its answer."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        self.requests = 0
-        self.status = 200
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests += 1
-                if receiver.status == 200:
-                    receiver.posts.append(json.loads(body))
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        """The apprise URL, with a password in it (apprise sends it as HTTP Basic)."""
-        return f"json://bridge:{ALERT_PASSWORD}@127.0.0.1:{self.server.server_port}/alerts"
-
-    def texts(self) -> list[str]:
-        return [f"{p['title']}\n{p['message']}" for p in self.posts]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    found = Receiver()
-    found.thread.start()
-    yield found
-    found.server.shutdown()
-    found.thread.join(5)
 
 
 @pytest.fixture

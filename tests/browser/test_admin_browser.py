@@ -11,16 +11,17 @@ import os
 import re
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 
-from bridge.runtime import Runtime
+from bridge.runtime import Runtime, get_runtime
 from bridge.worker import Worker
 from tests.conftest import ADMIN_TOKEN, API_SECRET, SPP_TOKEN, api_headers
-from tests.helpers import ROOT, serve_app, wait_for
+from tests.helpers import ROOT, Receiver, serve_app, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +37,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = ROOT / "test-artifacts" / "admin"
 DOC_IMAGE = ROOT / "docs" / "images" / "event-page.png"
+LIST_IMAGE = ROOT / "docs" / "images" / "events-list.png"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
@@ -237,3 +239,63 @@ def test_first_run_then_the_list_with_its_chart_and_an_events_raw_request(
         shot(page, "12-sources-sample-from-event.png")
         assert not refused, refused
         page.close()
+
+
+def test_an_operator_learns_of_failures_fixes_the_cause_and_pushes_every_event_through(
+    make_app: Any, sandbox: Any, receiver: Receiver, browser: Any
+) -> None:
+    """The issue's done criterion, as an operator lives it: SPP refuses three tickets and asks a
+    fourth to wait an hour; the alert arrives (apprise to a loopback receiver) with its link; the
+    cause is gone (the sandbox accepts again); from the page, the three failed ones are replayed
+    in bulk after a confirmation and the waiting one is sent at once."""
+    from playwright.sync_api import expect
+
+    app = make_app(BRIDGE_ALERT_URLS=receiver.url, BRIDGE_DELIVERY_CONCURRENCY="1")
+    runtime = get_runtime(app)
+    running = runtime.worker(poll_seconds=0.2)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    try:
+        sandbox.sandbox.script(422, 422, 422, "429:3600")
+        refused = [post(app, f"Order {n} missing", message=f"Where is order {n}?") for n in (1, 2, 3)]
+        wait_for(lambda: all(status_of(runtime, i) == "failed" for i in refused))
+        waiting = post(app, "Call me back", message="Please call me.")
+        wait_for(lambda: status_of(runtime, waiting) == "retrying")
+        with serve_app(app) as base:
+            runtime.alerts(public_url=base).run(datetime.now(UTC))
+            [notice] = receiver.posts
+            assert notice["title"] == "spp-ticket-bridge: 3 events failed"
+            link = re.search(r"See (\S+)\.$", notice["message"])
+            assert link and link.group(1) == f"{base}/admin/events?status=failed"
+
+            page = browser.new_page(viewport=DESKTOP)
+            page.set_default_timeout(10_000)
+            sign_in(page, base)
+            page.goto(link.group(1))
+            expect(page.locator("table.events tbody tr")).to_have_count(3)
+            shot(page, "13-alert-link-failed-events.png")
+            page.get_by_role("link", name="Replay the 3 failed events shown").click()
+            expect(page.locator("#replay-count")).to_contain_text("3 failed events match this filter.")
+            shot(page, "14-confirm-bulk-replay.png")
+            page.get_by_role("button", name="Replay them").click()
+            expect(page.locator(".flash.ok")).to_have_text("3 replayed.")
+            wait_for(lambda: all(status_of(runtime, i) == "delivered" for i in refused))
+
+            page.goto(f"{base}/admin/events/{waiting}")
+            expect(page.locator("#event-status")).to_have_text("retrying")
+            shot(page, "15-event-retrying-retry-now.png")
+            page.get_by_role("button", name="Retry now").click()
+            expect(page.locator(".flash.ok")).to_contain_text("Retry")
+            wait_for(lambda: status_of(runtime, waiting) == "delivered")
+            page.reload()
+            expect(page.locator("#event-status")).to_have_text("delivered")
+            page.goto(f"{base}/admin/events")
+            expect(page.locator("table.events .badge.status-delivered")).to_have_count(4)
+            no_secret(page)
+            shot(page, "16-events-all-delivered.png")
+            if os.environ.get("BRIDGE_UPDATE_SCREENSHOTS") == "1":
+                page.screenshot(path=str(LIST_IMAGE), full_page=True)
+            page.close()
+    finally:
+        running.stop()
+        thread.join(15)
