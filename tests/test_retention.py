@@ -10,7 +10,6 @@ import logging
 import os
 import re
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -27,8 +26,8 @@ from bridge.store import NewEvent
 from config.settings import ConfigError, load_settings
 from tests.conftest import AppFactory, admin_headers, deliver_all
 from tests.http.test_admin_page import page, signed_in, text_of
+from tests.test_conversation_email import TOKEN, detail, mail, post
 
-TOKEN = "mail-secret-0123456789"
 SOURCES = f"""
 defaults: {{user_id: 1}}
 clients:
@@ -60,41 +59,6 @@ KEPT = [
     "attempt_rows",
 ]
 NOW = datetime.now  # the real clock: events are stored with it
-
-
-def mail(
-    message_id: str,
-    body: str = "Hello, see attached.",
-    sender: str = "alice@example.com",
-    subject: str = "Invoice",
-    files: list[tuple[str, bytes]] | None = None,
-    **headers: str,
-) -> bytes:
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = "support@agency.example"
-    message["Subject"] = subject
-    message["Message-ID"] = message_id
-    for name, value in headers.items():
-        message[name.replace("_", "-")] = value
-    message.set_content(body)
-    for name, content in files or []:
-        message.add_attachment(content, maintype="application", subtype="octet-stream", filename=name)
-    return bytes(message)
-
-
-def post(app: Flask, raw: bytes) -> str:
-    response = app.test_client().post(
-        "/hooks/mail", data=raw, headers={"X-Bridge-Token": TOKEN, "Content-Type": "message/rfc822"}
-    )
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return str(response.get_json()["event_id"])
-
-
-def detail(app: Flask, event_id: str) -> dict[str, Any]:
-    response = app.test_client().get(f"/api/events/{event_id}", headers=admin_headers())
-    assert response.status_code == 200
-    return dict(response.get_json())
 
 
 def row(runtime: Runtime, event_id: str) -> dict[str, Any]:
@@ -140,7 +104,7 @@ def runtime(app: Flask) -> Runtime:
 def test_purge_deletes_body_message_and_files_and_keeps_the_row(
     app: Flask, runtime: Runtime, sandbox: SandboxServer
 ) -> None:
-    delivered = post(app, mail("<d1@alice.example>", files=[("a.bin", b"A" * 5000)]))
+    delivered = post(app, mail("<d1@alice.example>", files=[("a.bin", "application/octet-stream", b"A" * 5000)]))
     deliver_all(runtime)
     auto = post(app, mail("<d2@alice.example>", subject="Out of office", Auto_Submitted="auto-replied"))
     sandbox.sandbox.script(422)
@@ -437,7 +401,7 @@ def test_a_steady_stream_with_a_short_retention_stops_growing(app: Flask, runtim
                 f"<s{n}-{i}@alice.example>",
                 body=os.urandom(7500).hex()[:10_000],
                 subject=f"Round {n} mail {i}",
-                files=[("f.bin", os.urandom(10_000))],
+                files=[("f.bin", "application/octet-stream", os.urandom(10_000))],
             )
             post(app, raw)
             round_bytes += len(raw)
