@@ -18,7 +18,7 @@ import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from hashlib import sha256
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -38,6 +38,9 @@ WINDOW_SECONDS = 15 * 60.0
 LEASE_SECONDS = 120.0  # a turn held longer than this by a process that died is taken over
 TITLE = "spp-ticket-bridge"
 REASON_CHARS = 300
+# failures older than this that were never told (a target down for a week) are left to the admin
+# page: each turn reads only this stretch of the failed events, however many there are in all
+FAILED_LOOKBACK = timedelta(days=7)
 
 
 class AlertKind(StrEnum):
@@ -168,7 +171,8 @@ class Alerts:
             return
         ALERTS_SENT.labels(kind, "ok" if taken else "failed").inc()
         if taken:
-            self.store.sent(kind, to.key, self.owner, now, self.window_seconds, notice.failures)
+            forget = now - FAILED_LOOKBACK
+            self.store.sent(kind, to.key, self.owner, now, self.window_seconds, notice.failures, forget)
             log.info("alert %s sent to %s", kind, to.label)
         else:
             self.store.not_sent(kind, to.key, self.owner)
@@ -177,7 +181,7 @@ class Alerts:
     def compose(self, kind: AlertKind, to: Target, now: datetime) -> Notice | None:
         """What ``to`` is to be told of ``kind`` now, or None when nothing."""
         if kind is AlertKind.FAILED:
-            return self._failed(self.store.failures(to.key))
+            return self._failed(self.store.failures(to.key, now - FAILED_LOOKBACK))
         if kind is AlertKind.QUEUE_AGE:
             return self._queue_age(now)
         return self._token(now)

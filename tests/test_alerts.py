@@ -19,17 +19,18 @@ from sqlalchemy import select, update
 
 from bridge.alerts import EVERY_SECONDS, WINDOW_SECONDS, Alerts
 from bridge.chores import Chores
-from bridge.db import alert_state, events
+from bridge.db import alert_state, alerted_failures, events
 from bridge.runtime import get_runtime
 from bridge.status import Status
 from config.settings import ConfigError, load_settings
-from tests.conftest import ADMIN_TOKEN, API_SECRET, DEFAULT_SOURCES, SPP_TOKEN, bridge_env, deliver_all
+from tests.conftest import ADMIN_TOKEN, API_SECRET, DEFAULT_SOURCES, SPP_TOKEN, admin_headers, bridge_env, deliver_all
 from tests.helpers import ALERT_PASSWORD, BIN, ROOT, Receiver, free_port
 from tests.http.test_metrics import scrape, value
 from tests.test_worker import BODY, event, post
 
 PUBLIC_URL = "https://bridge.example.com"
 LATER = timedelta(seconds=WINDOW_SECONDS + 1)
+RECENT = datetime(2000, 1, 1, tzinfo=UTC)  # every failure a test makes is later
 
 
 @pytest.fixture
@@ -201,7 +202,9 @@ def test_a_receiver_that_is_down_gets_it_at_the_next_turn(alerting, sandbox, rec
     with caplog.at_level(logging.DEBUG):
         alerts.run(now)
     assert receiver.requests >= 1 and receiver.posts == []
-    assert [f.event_id for f in runtime.store.alerts.failures(alerts.targets[0].key)] == [event_id]  # not marked
+    assert [f.event_id for f in runtime.store.alerts.failures(alerts.targets[0].key, RECENT)] == [
+        event_id
+    ]  # not marked
     with runtime.store.engine.connect() as conn:
         assert conn.execute(select(alert_state.c.next_at).where(alert_state.c.kind == "failed")).scalar() is None
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -214,7 +217,7 @@ def test_a_receiver_that_is_down_gets_it_at_the_next_turn(alerting, sandbox, rec
     alerts.run(now + timedelta(seconds=EVERY_SECONDS))
     [told] = receiver.posts
     assert event_id in told["title"]
-    assert runtime.store.alerts.failures(alerts.targets[0].key) == []
+    assert runtime.store.alerts.failures(alerts.targets[0].key, RECENT) == []
 
 
 def test_a_receiver_that_is_not_listening_is_a_failed_send_too(make_app, sandbox) -> None:
@@ -223,7 +226,7 @@ def test_a_receiver_that_is_not_listening_is_a_failed_send_too(make_app, sandbox
     alerts = runtime.alerts()
     fail_events(app, sandbox, 1)
     alerts.run(datetime.now(UTC))
-    assert len(runtime.store.alerts.failures(alerts.targets[0].key)) == 1
+    assert len(runtime.store.alerts.failures(alerts.targets[0].key, RECENT)) == 1
 
 
 def test_no_secret_in_any_notification(alerting, sandbox, receiver) -> None:
@@ -343,3 +346,31 @@ def test_a_bad_alert_url_stops_the_cli_with_one_line(sqlite_url, tmp_path) -> No
         " (unknown scheme or missing parts; see https://github.com/caronc/apprise/wiki)"
     ]
     assert "topsecret" not in result.stderr + result.stdout
+
+
+def test_a_cancel_is_not_news_and_old_failures_are_left_to_the_admin_page(alerting, sandbox, receiver) -> None:
+    """The operator's own cancel is not notified; a failure older than the look-back (a target
+    down for a week) is not told any more, and its mark is forgotten."""
+    app = alerting()
+    runtime = get_runtime(app)
+    alerts = runtime.alerts()
+    sandbox.sandbox.script("429:3600")
+    waiting = post(app, {**BODY, "message": "wait"})
+    deliver_all(runtime)
+    client = app.test_client()
+    assert client.post(f"/api/events/{waiting}/cancel", headers=admin_headers()).status_code == 200
+    [old, recent] = fail_events(app, sandbox, 2)
+    now = datetime.now(UTC)
+    with runtime.store.engine.begin() as conn:
+        conn.execute(update(events).where(events.c.id == old).values(updated_at=now - timedelta(days=8)))
+    alerts.run(now)
+    [notice] = receiver.posts
+    assert recent in notice["title"] and old not in notice["message"] and waiting not in notice["message"]
+    with runtime.store.engine.begin() as conn:  # told a week ago: the mark goes at the next notification
+        conn.execute(update(events).where(events.c.id == recent).values(updated_at=now - timedelta(days=8)))
+        conn.execute(update(alerted_failures).values(failed_at=now - timedelta(days=8)))
+    fail_events(app, sandbox, 1)
+    alerts.run(now + LATER)
+    with runtime.store.engine.connect() as conn:
+        marked = set(conn.execute(select(alerted_failures.c.event_id)).scalars())
+    assert recent not in marked and len(marked) == 1

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, and_, bindparam, delete, exists, func, or_, selec
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.db import DUE_WHERE, FAILED_WHERE, alert_state, alerted_failures, events
+from bridge.store.actions import CANCELLED
 from bridge.store.base import Part, unavailable
 from bridge.store.pause import Pause, read_pause
 from bridge.store.sqlite import WriteLock
@@ -52,8 +53,9 @@ class AlertStore(Part):
         super().__init__(engine, write_lock)
         self._insert = postgresql.insert if self.is_postgres else sqlite.insert
 
-    def failures(self, target: str) -> list[Failure]:
-        """The failed events ``target`` was not told about, oldest failure first."""
+    def failures(self, target: str, since: datetime) -> list[Failure]:
+        """The events that failed at or after ``since`` and ``target`` was not told about, oldest
+        failure first. An operator's cancel is no news to tell: cancelled events are left out."""
         told = exists(
             select(alerted_failures.c.event_id).where(
                 alerted_failures.c.event_id == events.c.id,
@@ -63,7 +65,12 @@ class AlertStore(Part):
         )
         query = (
             select(events.c.id, events.c.source, events.c.last_error, events.c.updated_at)
-            .where(FAILED_WHERE, ~told)
+            .where(
+                FAILED_WHERE,
+                events.c.updated_at >= since,
+                ~func.coalesce(events.c.last_error, "").startswith(CANCELLED),
+                ~told,
+            )
             .order_by(events.c.updated_at, events.c.id)
         )
         with unavailable(), self.engine.connect() as conn:
@@ -113,8 +120,10 @@ class AlertStore(Part):
         now: datetime,
         window_seconds: float,
         failures: Sequence[Failure] = (),
+        forget_before: datetime | None = None,
     ) -> None:
-        """The target took the notification: the window starts, and ``failures`` are marked as told."""
+        """The target took the notification: the window starts, and ``failures`` are marked as
+        told; marks older than ``forget_before`` (no longer looked at) are deleted."""
         with unavailable(), self.writing() as conn:
             conn.execute(
                 update(alert_state)
@@ -130,7 +139,10 @@ class AlertStore(Part):
                 return
             # the marks of events no longer failed (replayed, delivered since) are no use
             still_failed = exists(select(events.c.id).where(events.c.id == alerted_failures.c.event_id, FAILED_WHERE))
-            conn.execute(delete(alerted_failures).where(alerted_failures.c.target == target, ~still_failed))
+            stale = ~still_failed
+            if forget_before is not None:
+                stale = or_(stale, alerted_failures.c.failed_at < forget_before)
+            conn.execute(delete(alerted_failures).where(alerted_failures.c.target == target, stale))
             insert = self._insert(alerted_failures).values(
                 event_id=bindparam("b_event_id"), target=target, failed_at=bindparam("b_failed_at")
             )
