@@ -62,9 +62,14 @@ def web_is_up(base: str) -> bool:
         return False
 
 
+# a flask command started from the project root would read a developer's .env (written by
+# `make run`): the tests' processes get only the environment the test gives them
+NO_DOTENV = {"FLASK_SKIP_DOTENV": "1"}
+
+
 def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start a bridge command from the project root, output to ``log``."""
-    full_env = {"PATH": f"{BIN}:{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1", **env}
+    full_env = {"PATH": f"{BIN}:{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1", **NO_DOTENV, **env}
     with open(log, "ab") as out:
         return subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
 

@@ -24,7 +24,7 @@ from bridge.runtime import get_runtime
 from bridge.status import Status
 from config.settings import ConfigError, load_settings
 from tests.conftest import ADMIN_TOKEN, API_SECRET, DEFAULT_SOURCES, SPP_TOKEN, admin_headers, bridge_env, deliver_all
-from tests.helpers import ALERT_PASSWORD, BIN, ROOT, Receiver, free_port
+from tests.helpers import ALERT_PASSWORD, BIN, NO_DOTENV, ROOT, Receiver, free_port
 from tests.http.test_metrics import scrape, value
 from tests.test_worker import BODY, event, post
 
@@ -334,7 +334,7 @@ def test_a_bad_alert_url_stops_the_cli_with_one_line(sqlite_url, tmp_path) -> No
     env = bridge_env(sqlite_url, "http://127.0.0.1:9", sources, BRIDGE_ALERT_URLS="nosuchscheme://u:topsecret-123@x")
     result = subprocess.run(
         [str(BIN / "flask"), "--app", "wsgi", "bridge", "alert-test"],
-        env={"PATH": str(BIN), **env},
+        env={"PATH": str(BIN), **NO_DOTENV, **env},
         capture_output=True,
         timeout=60,
         text=True,

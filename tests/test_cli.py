@@ -32,7 +32,7 @@ from tests.conftest import (
     bridge_env,
     deliver_all,
 )
-from tests.helpers import flask_cmd, free_port, start_process, wait_for
+from tests.helpers import NO_DOTENV, flask_cmd, free_port, start_process, wait_for
 
 NO_DEFAULT_USER = """
 client_lookup: false
@@ -277,6 +277,7 @@ def _run_flask(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedPr
         "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
         "PYTHONDONTWRITEBYTECODE": "1",
+        **NO_DOTENV,
     }
     return subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", "bridge", *args],

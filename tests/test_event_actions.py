@@ -25,7 +25,7 @@ from bridge.sandbox import Sandbox, SandboxServer
 from bridge.status import Status
 from bridge.store import NOTIFY_CHANNEL
 from tests.conftest import DEFAULT_SOURCES, SPP_TOKEN, AppFactory, api_headers, bridge_env
-from tests.helpers import flask_cmd, start_process, wait_for
+from tests.helpers import NO_DOTENV, flask_cmd, start_process, wait_for
 
 REASON = "cancelled by the operator"
 
@@ -242,4 +242,4 @@ def test_retry_from_the_cli_wakes_a_worker_process_waiting_an_hour(pg_url: str, 
 def _process_env(env: dict[str, str]) -> dict[str, str]:
     import os
 
-    return {"PATH": os.environ.get("PATH", ""), **env}
+    return {"PATH": os.environ.get("PATH", ""), **NO_DOTENV, **env}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, free_port
+from tests.helpers import NO_DOTENV, ROOT, free_port
 
 
 @pytest.mark.parametrize("taken", ["PORT", "SANDBOX_PORT"])
@@ -27,6 +27,7 @@ def test_a_second_run_on_a_port_in_use_stops_with_one_line(tmp_path: Path, taken
         ports = {"PORT": str(free_port()), "SANDBOX_PORT": str(free_port()), taken: str(first_run.getsockname()[1])}
         env = {
             "PATH": os.environ.get("PATH", ""),
+            **NO_DOTENV,
             "PYTHON": sys.executable,
             "DATABASE_URL": f"sqlite:///{tmp_path / 'bridge.db'}",
             "ENV_FILE": str(tmp_path / ".env"),
@@ -62,6 +63,7 @@ def test_make_run_shows_a_conversation_with_a_file_and_a_reply(tmp_path: Path) -
     reply is the ticket's second message (docs/conversations.md)."""
     env = {
         "PATH": os.environ.get("PATH", ""),
+        **NO_DOTENV,
         "PYTHON": sys.executable,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'bridge.db'}",
         "PORT": str(free_port()),
@@ -111,7 +113,7 @@ def _flask_with_env_file(tmp_path: Path, *args: str, **env: str) -> subprocess.C
     return subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", "--env-file", str(tmp_path / ".env"), "bridge", *args],
         cwd=ROOT,
-        env={"PATH": os.environ.get("PATH", ""), **env},
+        env={"PATH": os.environ.get("PATH", ""), **NO_DOTENV, **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -135,7 +137,7 @@ def test_a_second_run_reads_the_env_file_and_the_shell_wins(tmp_path: Path) -> N
 def test_cli_help_works_before_the_configuration_does(tmp_path: Path) -> None:
     """``flask --app wsgi bridge --help`` lists the commands and says what is wrong; a command
     itself still stops with the one configuration line."""
-    env = {"PATH": os.environ.get("PATH", ""), "BRIDGE_SOURCES_FILE": str(tmp_path / "missing.yml")}
+    env = {"PATH": os.environ.get("PATH", ""), **NO_DOTENV, "BRIDGE_SOURCES_FILE": str(tmp_path / "missing.yml")}
     flask = [sys.executable, "-m", "flask", "--app", "wsgi", "bridge"]
     run = {"cwd": ROOT, "env": env, "capture_output": True, "text": True, "timeout": 60}
     helped = subprocess.run([*flask, "--help"], **run)  # type: ignore[call-overload]
