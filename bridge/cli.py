@@ -211,10 +211,21 @@ def check_command(base_url: str | None) -> None:
         click.echo(f"  {source.name:<20} {source.kind:<10} {url}  ({secret})")
         click.echo(f"      sender: {PROVIDERS[source.kind].sender_setup.format(url=url)}")
         click.echo(f"      delivery: {_delivery_options(source)}")
+    click.echo(f"alerts: {_alert_targets(runtime)}")
+    days = runtime.settings.retention_days
+    click.echo(f"retention: {days} days (failed events: {max(days, FAILED_MIN_DAYS)})")
     for source in runtime.sources.open_sources():
         click.echo(f"warning: {open_source_warning(source)}", err=True)
     if not runtime.settings.spp_api_url:
         click.echo("warning: SPP_API_URL is not set; web and worker will refuse to start", err=True)
+
+
+def _alert_targets(runtime: Runtime) -> str:
+    """Where alerts go, each target named without its secrets."""
+    urls = runtime.settings.alert_urls
+    if not urls:
+        return "off (BRIDGE_ALERT_URLS is not set)"
+    return ", ".join(target.label for target in runtime.alerts().targets)
 
 
 def _delivery_options(source: Source) -> str:

@@ -219,6 +219,8 @@ def test_check_lists_every_source_url(app: Flask, runtime: Runtime) -> None:
         '      sender: <form method="post" action="http://localhost:8000/hooks/contact">'
         " (add ?token=<secret> when the source has a secret)",
         defaults,
+        "alerts: off (BRIDGE_ALERT_URLS is not set)",
+        "retention: 30 days (failed events: 90)",
     ]
     assert result.stderr.splitlines() == [
         f"warning: source '{name}' ({kind}) has no secret: anyone can post to /hooks/{name}, and whoever sends an"
@@ -250,6 +252,16 @@ def test_check_prints_what_each_source_does_at_delivery(make_app: AppFactory) ->
         "delivery: client_lookup: false, create_clients: false, message: true, threading: true" + EMAIL_ONLY,
         "delivery: client_lookup: true, create_clients: true, message: true, threading: false",
     ]
+
+
+def test_check_names_the_alert_targets_without_their_secrets(make_app: AppFactory) -> None:
+    app = make_app(
+        BRIDGE_ALERT_URLS="json://bridge:alert-pass-0123456789@127.0.0.1:9/alerts", BRIDGE_RETENTION_DAYS="120"
+    )
+    result = bridge(app, "check")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-2:] == ["alerts: json://127.0.0.1:9", "retention: 120 days (failed events: 120)"]
+    assert "alert-pass" not in result.output
 
 
 def test_check_uses_the_public_url(app: Flask) -> None:
