@@ -10,7 +10,7 @@ from bridge.errors import ConfigError
 try:
     app = create_app()
 except ConfigError as exc:
-    if not {"--help", "-h"} & set(sys.argv[1:]):
+    if "--help" not in sys.argv[1:]:
         # one line, no traceback, non-zero exit (docs/behaviour.md section 2)
         sys.exit(f"configuration error: {exc}")
     app = help_only_app(str(exc))

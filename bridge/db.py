@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
-from bridge.status import DUE, FINISHED, Status
+from bridge.status import DUE, ENDED, Status
 
 metadata = MetaData(
     naming_convention={
@@ -64,7 +64,7 @@ DUE_WHERE = text("status IN ({})".format(", ".join(f"'{status}'" for status in D
 LEASED_WHERE = text(f"status = '{Status.DELIVERING}'")
 FAILED_WHERE = text(f"status = '{Status.FAILED}'")
 # finished events whose request and message are still kept (bridge/store/retention.py)
-PURGEABLE_WHERE = text("purged_at IS NULL AND status IN ({})".format(", ".join(f"'{status}'" for status in FINISHED)))
+PURGEABLE_WHERE = text("purged_at IS NULL AND status IN ({})".format(", ".join(f"'{status}'" for status in ENDED)))
 
 events = Table(
     "events",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from datetime import datetime, timedelta
 
 from bridge.chores import Chore
@@ -17,7 +18,8 @@ PURGE_EVERY_SECONDS = 4 * 3600.0
 # between two batches, so that intake and delivery get the database in between
 PAUSE_SECONDS = 0.5
 
-_AGE = re.compile(r"(\d{1,9})\s*([dhms]?)")
+_AGE = re.compile(r"([0-9]{1,9})\s*([dhms]?)")
+MAX_AGE_DAYS = 36500  # as BRIDGE_RETENTION_DAYS: a hundred years is "keep everything"
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "": 86400}
 
 
@@ -33,9 +35,10 @@ def parse_age(text: str) -> timedelta:
     number, unit = int(found.group(1)), found.group(2)
     if number == 0:
         raise BadAge(f"{text!r} is no age: give more than 0")
-    if unit in ("d", "") and number > 36500:
-        raise BadAge(f"{text!r} is more than 36500 days")
-    return timedelta(seconds=number * _UNIT_SECONDS[unit])
+    seconds = number * _UNIT_SECONDS[unit]
+    if seconds > MAX_AGE_DAYS * 86400:
+        raise BadAge(f"{text!r} is more than {MAX_AGE_DAYS} days")
+    return timedelta(seconds=seconds)
 
 
 def describe_age(age: timedelta) -> str:
@@ -71,8 +74,8 @@ def purge_chore(
     """The worker's purge: every ``every_seconds``, batch after batch until none is left."""
     older_than = timedelta(days=days)
 
-    def run(now: datetime) -> Purged:
-        purged = store.retention.purge(now, older_than, pause_seconds=pause_seconds)
+    def run(now: datetime, stopping: threading.Event) -> Purged:
+        purged = store.retention.purge(now, older_than, pause_seconds=pause_seconds, stopping=stopping.is_set)
         if purged.events or purged.stale_clients:
             log.info(
                 "retention (%d days): purged %d events in %d batches; %s; %s; %d stale client look-ups forgotten",

@@ -80,7 +80,8 @@ class Runtime:
         """What every worker does periodically beside delivery (bridge/chores.py)."""
         chores = [purge_chore(self.store, self.settings.retention_days)]
         if self.settings.alert_urls:
-            chores.append(Chore("alerts", EVERY_SECONDS, self.alerts().run))
+            alerts = self.alerts()
+            chores.append(Chore("alerts", EVERY_SECONDS, lambda now, stopping: alerts.run(now)))
         return chores
 
     def alerts(self, **overrides: Any) -> Alerts:

@@ -25,7 +25,7 @@ PENDING = (*DUE, Status.DELIVERING)
 # what a replay takes back to queued without force
 REPLAYABLE = (Status.FAILED, Status.DISCARDED)
 # done with: retention deletes their request and message after a while (ix_events_purgeable)
-FINISHED = (Status.DELIVERED, Status.DISCARDED, Status.FAILED)
+ENDED = (Status.DELIVERED, Status.DISCARDED, Status.FAILED)
 
 
 class AttemptOutcome(StrEnum):

@@ -308,6 +308,7 @@ class Worker:
             self._hand_back(claim)
         for _ in self._threads:
             self._inbox.put(None)
+        self.chores.join(max(0.0, deadline - time.monotonic()) + 1.0)
         log.info("worker %s stopped (%d in-flight deliveries handed back)", self.owner, len(left))
 
     def _hand_back(self, claim: Claim) -> None:

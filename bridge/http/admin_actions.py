@@ -19,8 +19,8 @@ from wtforms import HiddenField, SubmitField
 
 from bridge.errors import BadFilter, BridgeError
 from bridge.event_actions import cancel, retry_now
-from bridge.http.admin_page import _refused, admin_page
-from bridge.http.admin_time import RANGES, parse_since, when
+from bridge.http.admin_page import _refused, admin_page, list_filters
+from bridge.http.admin_time import RANGES, when
 from bridge.replay import count_failed, replay_failed
 from bridge.runtime import get_runtime
 from bridge.status import Status
@@ -55,16 +55,10 @@ def failed_shown(filters: dict[str, Any]) -> int:
     if filters.get("status") not in (None, Status.FAILED):
         return 0
     try:
-        since = _since(filters.get("since"))
+        bulk = _bulk_filter(filters)
     except BadFilter:
-        return 0  # a time the bulk replay cannot take: no button rather than a count of other events
-    return count_failed(get_runtime(), filters.get("source"), since, filters.get("q"))
-
-
-def _since(value: object) -> datetime | None:
-    """The list's ``since`` (a named range such as ``24h``, or an ISO 8601 time) as a moment;
-    raises BadFilter."""
-    return parse_since(str(value or ""), datetime.now(UTC))
+        return 0  # a filter the bulk replay cannot take: no button rather than a count of other events
+    return count_failed(get_runtime(), bulk["source"], bulk["since_at"], bulk["q"])
 
 
 # --- one event ------------------------------------------------------------------------
@@ -101,22 +95,21 @@ def cancel_event(event_id: str) -> ResponseReturnValue:
 
 
 def _bulk_filter(args: Any) -> dict[str, Any]:
-    """The list's filter as it passes it (status is empty or failed); an empty one is no filter."""
-    status = Status.FAILED if args.get("status") == Status.FAILED else None
-    source = (args.get("source") or "")[:100] or None
-    q = (args.get("q") or "").strip()[:200] or None
-    since = (args.get("since") or "").strip()[:40] or None
-    return {"status": status, "source": source, "q": q, "since": since}
+    """The list's filter as the list passes it (``list_filters``), status failed or none;
+    raises BadFilter."""
+    filters = list_filters(args, datetime.now(UTC))
+    return {**filters, "status": Status.FAILED if filters["status"] == Status.FAILED else None}
 
 
 @admin_page.get("/events/replay-failed")
 def confirm_replay() -> ResponseReturnValue:
     """The confirmation: how many failed events the filter holds now, and the filter."""
-    filters = _bulk_filter(request.args)
     try:
-        since = _since(filters["since"])
+        bulk = _bulk_filter(request.args)
     except BadFilter as exc:
         return _refused(exc.message, 400)
+    since = bulk.pop("since_at")
+    filters = bulk
     count = count_failed(get_runtime(), filters["source"], since, filters["q"])
     # a named range ("last 24 h") is pinned to the moment confirmed, so Confirm replays what was counted
     pinned = {**filters, "since": since.isoformat() if since else None}
@@ -136,11 +129,11 @@ def replay_failed_events() -> ResponseReturnValue:
     form = BulkReplayForm()
     if not form.validate_on_submit():
         return _refused()
-    filters = _bulk_filter(form.data)
     try:
-        since = _since(filters["since"])
+        filters = _bulk_filter(form.data)
     except BadFilter as exc:
         return _refused(exc.message, 400)
+    since = filters.pop("since_at")
     done = replay_failed(get_runtime(), filters["source"], since, filters["q"])
     if done.not_replayed:
         flash(

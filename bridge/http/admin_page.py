@@ -18,8 +18,10 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import shlex
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from secrets import token_urlsafe
 from typing import Any
@@ -57,7 +59,7 @@ from bridge.providers.base import TokenAuth
 from bridge.replay import plausible_event_id, replay_event
 from bridge.runtime import Runtime, get_runtime
 from bridge.status import PENDING, ClientHow, Status, Step
-from bridge.store import FAILED_MIN_DAYS, ListFilter
+from bridge.store import ListFilter
 from bridge.tickets import human_size
 
 admin_page = Blueprint("admin_page", __name__, url_prefix="/admin")
@@ -95,6 +97,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 HSTS = "max-age=31536000"  # on HTTPS answers only: a browser ignores it on plain HTTP anyway
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 CSRF_REFUSED = "The form expired or did not come from this page (CSRF check). Reload the page and try again."
 
 
@@ -226,9 +229,9 @@ def events_list() -> ResponseReturnValue:
     queries = runtime.store.queries
     now = datetime.now(UTC)
     try:
-        filters = _list_filters(now)
+        filters = list_filters(request.args, now)
     except BadFilter as exc:
-        return _refused(f"Not a time range: {exc.message}.", 400)
+        return _refused(f"Not a filter: {exc.message}.", 400)
     where = ListFilter(filters["status"], filters["source"], filters["q"], filters["since_at"])
     rows, next_cursor = queries.list_page(where, _page_size(), _cursor())
     for row in rows:
@@ -257,12 +260,16 @@ def events_list() -> ResponseReturnValue:
     )
 
 
-def _list_filters(now: datetime) -> dict[str, Any]:
-    """The list's filters from the query string; raises BadFilter for a ``since`` that names no time."""
-    status = request.args.get("status") or None
-    source = (request.args.get("source") or "")[:100] or None
-    q = (request.args.get("q") or "").strip()[:200] or None
-    since = (request.args.get("since") or "").strip()[:64]
+def list_filters(args: Mapping[str, str], now: datetime) -> dict[str, Any]:
+    """The list's filters (status, source, q, since as given, and since_at, the moment) from a
+    query string or a form; raises BadFilter for a ``since`` that names no time or a control
+    character (which no source or sender holds, and PostgreSQL refuses in text)."""
+    status = args.get("status") or None
+    source = (args.get("source") or "")[:100] or None
+    q = (args.get("q") or "").strip()[:200] or None
+    since = (args.get("since") or "").strip()[:64]
+    if any(CONTROL.search(value) for value in (source or "", q or "", since)):
+        raise BadFilter("a filter must not contain control characters")
     since_at = parse_since(since, now)
     return {
         "status": Status(status) if status in tuple(Status) else None,
@@ -275,7 +282,7 @@ def _list_filters(now: datetime) -> dict[str, Any]:
 
 def _page_size() -> int:
     raw = request.args.get("limit", "")
-    return min(max(int(raw), 1), MAX_PAGE_SIZE) if raw.isdigit() else PAGE_SIZE
+    return min(max(int(raw), 1), MAX_PAGE_SIZE) if raw.isascii() and raw.isdigit() else PAGE_SIZE
 
 
 def _cursor() -> str | None:
@@ -349,7 +356,6 @@ def event_page(event_id: str) -> ResponseReturnValue:
         first_message=message_view(event),
         files=file_states(event, message, get_runtime().settings.max_attachment_bytes),
         planned=bool(event["ticket_request"]),
-        retention_days=retention_days(event, get_runtime().settings.retention_days),
         form=ReplayForm(formdata=None),
         AMBIGUOUS=AMBIGUOUS,
     )
@@ -416,11 +422,6 @@ def delivery_steps(event: dict[str, Any], attempts: list[dict[str, Any]]) -> lis
         mine = [a for a in attempts if a["step"] == step]
         steps.append({"name": str(step), "state": state, "detail": detail, "attempts": mine})
     return steps
-
-
-def retention_days(event: dict[str, Any], days: int) -> int:
-    """The retention period that applied to ``event``: failed events keep their data longer."""
-    return max(days, FAILED_MIN_DAYS) if event["status"] == Status.FAILED else days
 
 
 def client_view(event: dict[str, Any]) -> dict[str, Any]:

@@ -216,8 +216,10 @@ class EventQueries(Part):
         self, status: Status, source: str | None = None, since: datetime | None = None, search: str | None = None
     ) -> list[str]:
         """Ids of the events in ``status`` (of ``source``, received at or after ``since``, whose
-        sender or subject contains ``search``), oldest first."""
-        query = _narrowed(select(events.c.id), ListFilter(status, source, search, since)).order_by(events.c.id)
+        sender or subject contains ``search``) that still hold their request, oldest first: what
+        a bulk replay takes (retention's purge leaves nothing to replay)."""
+        where = ListFilter(status, source, search, since)
+        query = _narrowed(select(events.c.id), where).where(events.c.purged_at.is_(None)).order_by(events.c.id)
         with unavailable(), self.engine.connect() as conn:
             return list(conn.execute(query).scalars())
 
@@ -225,6 +227,7 @@ class EventQueries(Part):
         self, status: Status, source: str | None = None, since: datetime | None = None, search: str | None = None
     ) -> int:
         """How many events :meth:`event_ids` would list."""
-        query = _narrowed(select(func.count()).select_from(events), ListFilter(status, source, search, since))
+        where = ListFilter(status, source, search, since)
+        query = _narrowed(select(func.count()).select_from(events), where).where(events.c.purged_at.is_(None))
         with unavailable(), self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
