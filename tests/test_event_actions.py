@@ -24,17 +24,11 @@ from bridge.runtime import Runtime, get_runtime
 from bridge.sandbox import Sandbox, SandboxServer
 from bridge.status import Status
 from bridge.store import NOTIFY_CHANNEL
-from tests.conftest import DEFAULT_SOURCES, SPP_TOKEN, AppFactory, api_headers, bridge_env
+from tests.conftest import DEFAULT_SOURCES, SPP_TOKEN, AppFactory, bridge_env
 from tests.helpers import NO_DOTENV, flask_cmd, start_process, wait_for
+from tests.test_processes import post
 
 REASON = "cancelled by the operator"
-
-
-def post(app: Flask, n: int = 0) -> str:
-    body = {"email": "alice@example.com", "subject": f"Subject {n}", "message": "Body"}
-    response = app.test_client().post("/hooks/api", json=body, headers=api_headers())
-    assert response.status_code == 200
-    return str(response.get_json()["event_id"])
 
 
 def row(runtime: Runtime, event_id: str) -> Any:
