@@ -980,7 +980,7 @@ def main() -> int:
         "--loadgen", choices=("auto", "wrk", "python"), default="auto", help="load tool (auto: wrk if installed)"
     )
     parser.add_argument(
-        "--drain-events", type=int, default=None, help="events per drain run (default 2000; 300 with --quick)"
+        "--drain-events", type=int, default=None, help="events per drain run (default 1000; 300 with --quick)"
     )
     args = parser.parse_args()
     only = {x.strip() for x in args.only.split(",") if x.strip()}
