@@ -37,7 +37,7 @@ test: dev-install
 test-faults: dev-install
 	BRIDGE_FAULTS=long $(BIN)/python -m pytest tests/faults $(PYTEST_ARGS)
 
-## bench: accept and drain rates beside their floors, one table + bench/results/*.json (under 10 min; not in CI)
+## bench: accept, drain and pipeline rates beside their floors, one table + bench/results/*.json (about 15 min; not in CI)
 bench: dev-install
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 

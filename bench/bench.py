@@ -17,6 +17,16 @@ Scenarios:
      and vs a bare requests.Session loop making the same two calls; every delivered event must
      have left exactly one ticket with one message in the sandbox
   5. resident memory of every web and worker process after the runs
+  6. pipeline: intake at 16 and 64 connections while one worker process delivers to a 0 ms and a
+     50 ms sandbox, on SQLite (the web processes and the worker share the file) and PostgreSQL:
+     intake rate, p50/p99, deliveries per second in the load window (delivered_at inside it),
+     the backlog when the load stops and the time to drain it, beside the floor of the same
+     database: a bare Flask endpoint that validates the JSON with marshmallow and inserts one row
+     (bench/bare_app.py, ``POST /insert/<database>``), under the same gunicorn settings
+
+Every accept figure (scenarios 1, 2, 3 and 6, floors included) is the median of ``--runs``
+interleaved runs (3; 1 with --quick), with the spread (min-max) beside it. ``--only`` runs some
+scenarios alone (e.g. ``--only pipeline``).
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ import secrets
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,6 +87,9 @@ sources:
   mail: {{kind: mailgun, secret: {MAILGUN_KEY}}}
 """
 SLOW_MS, DRAIN_MS = 5000, 50
+PIPELINE_MS = (0, 50)  # sandbox latencies of the pipeline scenario
+PENDING = "status IN ('queued', 'retrying', 'delivering')"
+SCENARIOS = ("accept", "slow", "drain", "pipeline")
 # environment that would change the Procfile's settings; the children get the defaults
 STRIPPED_ENV = ("DATABASE_URL", "WEB_CONCURRENCY", "GUNICORN_THREADS", "PORT", "PROMETHEUS_MULTIPROC_DIR")
 
@@ -87,6 +101,8 @@ TARGETS = {
     "drain_50ms_vs_ideal": 0.9,
     "drain_0ms_vs_bare": 0.5,
     "rss_mb": 80.0,
+    "pipeline_vs_bare_insert": 0.6,
+    "pipeline_deliveries_vs_intake_0ms": 0.9,
 }
 
 
@@ -176,7 +192,9 @@ class Load:
         else:
             args = [sys.executable, str(BENCH / "loadgen.py"), url, "--connections", str(connections)]
             args += ["--duration", f"{duration:g}", "--mode", mode, "--data", str(self.data), "--run-id", run_id]
+        launched = time.time()
         done = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60, start_new_session=True)
+        finished = time.time()
         if done.returncode != 0:
             raise RuntimeError(f"{args[0]} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
         if self.tool == "wrk":
@@ -190,6 +208,9 @@ class Load:
             result["ok_per_s"] = round((result["requests"] - bad) / result["duration_s"], 1)
         else:
             result = json.loads(done.stdout)
+        # wrk reports no start time: its window is taken to end when it exits
+        result.setdefault("started_epoch", max(launched, finished - duration))
+        result.setdefault("load_s", duration)
         result.update(tool=self.tool, connections=connections, mode=mode)
         return result
 
@@ -229,6 +250,8 @@ class Db:
         with self.conn() as conn:
             for table in ("attempts", "seen_tokens", "events"):
                 conn.execute(f"DELETE FROM {table}")
+            with contextlib.suppress(Exception):  # the bare insert floor's table, once it exists
+                conn.execute("DELETE FROM bench_bare_events")
             if self.kind == "sqlite":
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -306,6 +329,8 @@ class Bench:
     def start_bare(self) -> None:
         port = free_port()
         env = {**self.base_env_raw(), "BENCH_BARE_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(self.work)}
+        for name, (_, _, _, web_env) in self.webs.items():  # the insert floor writes to the bridge's databases
+            env[f"BENCH_BARE_DB_{name.upper()}"] = web_env["DATABASE_URL"]
         args = [
             str(BIN / "gunicorn"),
             "--config",
@@ -320,10 +345,13 @@ class Bench:
         self.bare = (proc, port)
 
     def start_workers(
-        self, name: str, count: int, concurrency: int, latency: int, tag: str
+        self, name: str, count: int, concurrency: int | None, latency: int, tag: str
     ) -> list[subprocess.Popen[bytes]]:
+        """``concurrency`` None: the worker's default BRIDGE_DELIVERY_CONCURRENCY."""
         _, _, _, env = self.webs[name]
-        env = {**env, "BRIDGE_DELIVERY_CONCURRENCY": str(concurrency)}
+        env = dict(env)
+        if concurrency is not None:
+            env["BRIDGE_DELIVERY_CONCURRENCY"] = str(concurrency)
         env["SPP_API_URL"] = f"http://127.0.0.1:{self.sandboxes[latency]}"
         workers = []
         for n in range(count):
@@ -394,73 +422,230 @@ def two_calls_each(counts: dict[str, Any], deliveries: int) -> bool:
 # --- scenarios --------------------------------------------------------------------------------
 
 
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One figure from interleaved runs of the same case: the median of each number, with the
+    spread (min-max) of the rate and the p99, and every run kept under ``runs``."""
+    out = dict(runs[-1])
+    out["runs"] = runs
+    out["n_runs"] = len(runs)
+    for key in ("ok_per_s", "p50_ms", "p99_ms", "deliveries_per_s", "backlog", "drain_s", "stored"):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            out[key] = round(statistics.median(values), 3)
+            out[f"{key}_spread"] = [min(values), max(values)]
+    return out
+
+
+def spread(r: dict[str, Any], key: str, fmt: str = "{:.0f}", unit: str = "") -> str:
+    """``median<unit> (min-max)`` when there was more than one run, else the one figure."""
+    value = fmt.format(r[key]) + unit
+    lo_hi = r.get(f"{key}_spread")
+    if r.get("n_runs", 1) > 1 and lo_hi:
+        value += f" ({fmt.format(lo_hi[0])}-{fmt.format(lo_hi[1])})"
+    return value
+
+
 def accept_runs(
-    b: Bench, load: Load, dbs: list[str], conns: list[int], duration: float, warmup: float
+    b: Bench, load: Load, dbs: list[str], conns: list[int], duration: float, warmup: float, rounds: int
 ) -> list[dict[str, Any]]:
-    """Scenarios 1 and 2: each (body, connections) on the bare endpoint, then on each database.
+    """Scenarios 1 and 2: each (body, connections) on the bare endpoint, then on each database,
+    ``rounds`` times over, interleaved; each figure is the median of its runs.
 
     Each target gets an unrecorded ``warmup`` run per body first, so that no side pays for
     first requests (imports, pools, caches) in its figures.
     """
-    results = []
     assert b.bare is not None
-    for mode, source in (("json", "bench"), ("mailgun", "mail")):
-        for c in conns:
-            for target in ["bare", *dbs]:
-                if target == "bare":
-                    url, db = f"http://127.0.0.1:{b.bare[1]}/hooks/{source}", None
-                else:
-                    _, port, db, _ = b.webs[target]
-                    url = f"http://127.0.0.1:{port}/hooks/{source}"
-                if c == conns[0] and warmup > 0:
-                    load.run(url, mode, c, warmup)
-                unusable = "source = ? AND status IN ('failed', 'discarded')"
-                before = (db.count("source = ?", source), db.count(unusable, source)) if db else (0, 0)
-                result = load.run(url, mode, c, duration)
-                if db:
-                    time.sleep(0.2)
-                    # stored may exceed wrk's count: requests in flight when it stopped are stored too
-                    result["stored"] = db.count("source = ?", source) - before[0]
-                    result["stored_failed_or_discarded"] = db.count(unusable, source) - before[1]
-                result.update(scenario="accept", target=target, body=mode)
+    raw: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    for n in range(rounds):
+        for mode, source in (("json", "bench"), ("mailgun", "mail")):
+            for c in conns:
+                for target in ["bare", *dbs]:
+                    if target == "bare":
+                        url, db = f"http://127.0.0.1:{b.bare[1]}/hooks/{source}", None
+                    else:
+                        _, port, db, _ = b.webs[target]
+                        url = f"http://127.0.0.1:{port}/hooks/{source}"
+                    if n == 0 and c == conns[0] and warmup > 0:
+                        load.run(url, mode, c, warmup)
+                    unusable = "source = ? AND status IN ('failed', 'discarded')"
+                    before = (db.count("source = ?", source), db.count(unusable, source)) if db else (0, 0)
+                    result = load.run(url, mode, c, duration)
+                    if db:
+                        time.sleep(0.2)
+                        # stored may exceed wrk's count: requests in flight when it stopped are stored too
+                        result["stored"] = db.count("source = ?", source) - before[0]
+                        result["stored_failed_or_discarded"] = db.count(unusable, source) - before[1]
+                    result.update(scenario="accept", target=target, body=mode, round=n + 1)
+                    log(
+                        f"accept {mode:7} c={c:<3} {target:10} {result['ok_per_s']:8.1f}/s "
+                        f"p50 {result['p50_ms']:.1f} p99 {result['p99_ms']:.1f} ms {result['statuses']} "
+                        f"stored {result.get('stored', '-')} "
+                        f"(failed/discarded {result.get('stored_failed_or_discarded', '-')}) [round {n + 1}]"
+                    )
+                    raw.setdefault((mode, c, target), []).append(result)
+                    time.sleep(0.5)
+    return [median_of(runs) for runs in raw.values()]
+
+
+def slow_runs(
+    b: Bench, load: Load, dbs: list[str], duration: float, rounds: int
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Scenario 3: accept rate at 16 connections with a worker delivering to a fast, then a slow
+    SPP, ``rounds`` times over, interleaved; each figure is the median of its runs."""
+    raw: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    memory = {}
+    for n in range(rounds):
+        for name in dbs:
+            _, port, db, _ = b.webs[name]
+            for latency in (0, SLOW_MS):
+                db.clear()
+                workers = b.start_workers(name, 1, 4, latency, f"s3-{name}-{latency}ms-r{n + 1}")
+                try:
+                    time.sleep(0.5)
+                    result = load.run(f"http://127.0.0.1:{port}/hooks/bench", "json", 16, duration)
+                    result.update(
+                        scenario="spp_latency",
+                        target=name,
+                        spp_latency_ms=latency,
+                        round=n + 1,
+                        delivered_during=db.count("status = 'delivered'"),
+                        stored=db.count(),
+                    )
+                    memory[f"delivery worker (scenario 3, {name}, SPP {latency} ms)"] = memory_of(workers[0].pid)
+                finally:
+                    stop(workers, timeout=15)
+                    b.procs[:] = [p for p in b.procs if p not in workers]
                 log(
-                    f"accept {mode:7} c={c:<3} {target:10} {result['ok_per_s']:8.1f}/s p50 {result['p50_ms']:.1f} "
-                    f"p99 {result['p99_ms']:.1f} ms {result['statuses']} stored {result.get('stored', '-')} "
-                    f"(failed/discarded {result.get('stored_failed_or_discarded', '-')})"
+                    f"SPP {latency:>4} ms {name:10} accept {result['ok_per_s']:8.1f}/s p99 {result['p99_ms']:.1f} ms, "
+                    f"delivered meanwhile {result['delivered_during']} of {result['stored']} [round {n + 1}]"
                 )
-                results.append(result)
-                time.sleep(0.5)
-    return results
+                raw.setdefault((name, latency), []).append(result)
+    return [median_of(runs) for runs in raw.values()], memory
 
 
-def slow_runs(b: Bench, load: Load, dbs: list[str], duration: float) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Scenario 3: accept rate at 16 connections with a worker delivering to a fast, then a slow SPP."""
-    results, memory = [], {}
-    for name in dbs:
-        _, port, db, _ = b.webs[name]
-        for latency in (0, SLOW_MS):
-            db.clear()
-            workers = b.start_workers(name, 1, 4, latency, f"s3-{name}-{latency}ms")
-            try:
-                time.sleep(0.5)
-                result = load.run(f"http://127.0.0.1:{port}/hooks/bench", "json", 16, duration)
-                result.update(
-                    scenario="spp_latency",
-                    target=name,
-                    spp_latency_ms=latency,
-                    delivered_during=db.count("status = 'delivered'"),
-                    stored=db.count(),
+def delivered_between(db: Db, start: float, end: float) -> int:
+    """Events whose delivery was recorded inside the wall-clock window [start, end)."""
+    with db.conn() as conn:
+        stamps = conn.execute("SELECT delivered_at FROM events WHERE status = 'delivered'").fetchall()
+    low, high = datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
+    return sum(1 for (stamp,) in stamps if stamp is not None and low <= as_time(stamp) < high)
+
+
+def pipeline_once(
+    b: Bench, load: Load, name: str, latency: int, c: int, duration: float, drain_limit: float, tag: str
+) -> tuple[dict[str, Any], float]:
+    """One pipeline run: a fresh worker (the default BRIDGE_DELIVERY_CONCURRENCY) on an empty
+    queue, ``duration`` seconds of intake at ``c`` connections, then the drain of what is left,
+    waited for up to ``drain_limit`` seconds (less when, after 3 s, the rate so far cannot make
+    it: the drain time is then an estimate at that rate). Returns the result and the worker's
+    memory."""
+    _, port, db, _ = b.webs[name]
+    db.clear()
+    spp = f"http://127.0.0.1:{b.sandboxes[latency]}"
+    requests.post(f"{spp}/_sandbox/reset", timeout=10)
+    workers = b.start_workers(name, 1, None, latency, tag)
+    try:
+        time.sleep(0.5)
+        result = load.run(f"http://127.0.0.1:{port}/hooks/bench", "json", c, duration)
+        stopped = time.monotonic()
+        backlog = db.count(PENDING)
+        start = float(result["started_epoch"])
+        during = delivered_between(db, start, start + float(result["load_s"]))
+        drained_at = None
+        while (waited := time.monotonic() - stopped) < drain_limit:
+            pending = db.count(PENDING)
+            if pending == 0:
+                drained_at = time.monotonic()
+                break
+            # after 3 s, stop waiting when the rate so far cannot drain the rest within the limit
+            rate = (backlog - pending) / waited if waited > 0 else 0.0
+            if waited >= 3 and (rate <= 0 or pending / rate > 1.5 * (drain_limit - waited)):
+                break
+            time.sleep(0.1)
+        left = db.count(PENDING)
+        waited = (drained_at or time.monotonic()) - stopped
+        rss = memory_of(workers[0].pid)
+    finally:
+        stop(workers, timeout=15)
+        b.procs[:] = [p for p in b.procs if p not in workers]
+    drain_rate = (backlog - left) / waited if waited > 0 else 0.0
+    result.update(
+        scenario="pipeline",
+        target=name,
+        spp_latency_ms=latency,
+        stored=db.count(),
+        delivered_during=during,
+        deliveries_per_s=round(during / float(result["load_s"]), 1),
+        backlog=backlog,
+        drained=left == 0,
+        drain_limit_s=drain_limit,
+        waited_s=round(waited, 2),
+        left_after_wait=left,
+        drain_s=round(waited, 2) if left == 0 else None,
+        drain_rate_per_s=round(drain_rate, 1),
+        # not drained within the limit: the time at the rate seen while waiting (an estimate)
+        drain_s_estimate=round(backlog / drain_rate, 1) if left and drain_rate else None,
+        failed=db.count("status IN ('failed', 'discarded')"),
+    )
+    return result, rss
+
+
+def pipeline_runs(
+    b: Bench,
+    load: Load,
+    dbs: list[str],
+    conns: list[int],
+    duration: float,
+    drain_limit: float,
+    rounds: int,
+    warmup: float,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
+    """Scenario 6: per database and connections, the bare insert floor, then intake with a worker
+    delivering to a 0 ms and a 50 ms sandbox; ``rounds`` interleaved rounds, medians."""
+    assert b.bare is not None
+    floors: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    runs: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+    memory: dict[str, float] = {}
+    for name in dbs:  # warm both sides up; the first insert also creates the floor's table
+        floor_url = f"http://127.0.0.1:{b.bare[1]}/insert/{name}"
+        body = {"email": "warm@example.com", "subject": "warm-up", "message": "warm-up"}
+        answer = requests.post(floor_url, json=body, timeout=30)
+        if answer.status_code != 200:
+            raise RuntimeError(f"bare insert floor ({name}) answered {answer.status_code}: {answer.text[:300]}")
+        if warmup > 0:
+            load.run(floor_url, "json", conns[0], warmup)
+            load.run(f"http://127.0.0.1:{b.webs[name][1]}/hooks/bench", "json", conns[0], warmup)
+    for n in range(rounds):
+        for name in dbs:
+            _, _, db, _ = b.webs[name]
+            for c in conns:
+                db.clear()
+                floor = load.run(f"http://127.0.0.1:{b.bare[1]}/insert/{name}", "json", c, duration)
+                floor.update(scenario="bare_insert", target=name, round=n + 1)
+                log(
+                    f"bare insert {name:10} c={c:<3} {floor['ok_per_s']:8.1f}/s p50 {floor['p50_ms']:.1f} "
+                    f"p99 {floor['p99_ms']:.1f} ms {floor['statuses']} [round {n + 1}]"
                 )
-                memory[f"delivery worker (scenario 3, {name}, SPP {latency} ms)"] = memory_of(workers[0].pid)
-            finally:
-                stop(workers, timeout=15)
-                b.procs[:] = [p for p in b.procs if p not in workers]
-            log(
-                f"SPP {latency:>4} ms {name:10} accept {result['ok_per_s']:8.1f}/s p99 {result['p99_ms']:.1f} ms, "
-                f"delivered meanwhile {result['delivered_during']} of {result['stored']}"
-            )
-            results.append(result)
-    return results, memory
+                floors.setdefault((name, c), []).append(floor)
+                for latency in PIPELINE_MS:
+                    tag = f"s6-{name}-{latency}ms-c{c}-r{n + 1}"
+                    result, rss = pipeline_once(b, load, name, latency, c, duration, drain_limit, tag)
+                    result["round"] = n + 1
+                    memory[f"delivery worker (scenario 6, {name}, SPP {latency} ms)"] = rss
+                    drain = (
+                        f"drained in {result['drain_s']:.1f} s"
+                        if result["drained"]
+                        else f"{result['left_after_wait']} left after {result['waited_s']:.1f} s "
+                        f"(about {result['drain_s_estimate']} s at {result['drain_rate_per_s']}/s)"
+                    )
+                    log(
+                        f"pipeline {name:10} SPP {latency:>2} ms c={c:<3} intake {result['ok_per_s']:8.1f}/s "
+                        f"p50 {result['p50_ms']:.1f} p99 {result['p99_ms']:.1f} ms {result['statuses']}, "
+                        f"delivered {result['delivered_during']} in the window = {result['deliveries_per_s']}/s, "
+                        f"backlog {result['backlog']}, {drain}, failed {result['failed']} [round {n + 1}]"
+                    )
+                    runs.setdefault((name, latency, c), []).append(result)
+    return [median_of(r) for r in floors.values()], [median_of(r) for r in runs.values()], memory
 
 
 def drain_runs(
@@ -580,9 +765,9 @@ def build_rows(report: dict[str, Any], dbs: list[str]) -> list[list[str]]:
             [
                 f"1/2 accept {r['body']}{unique}",
                 f"{r['target']} c{r['connections']}",
-                f"{r['ok_per_s']:.0f}/s{stored}",
-                f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}",
-                f"bare {floor['ok_per_s']:.0f}/s, p99 {floor['p99_ms']:.1f}",
+                f"{spread(r, 'ok_per_s', unit='/s')}{stored}",
+                f"{r['p50_ms']:.1f} / {spread(r, 'p99_ms', '{:.1f}')}",
+                f"bare {spread(floor, 'ok_per_s', unit='/s')}, p99 {floor['p99_ms']:.1f}",
                 f"{ratio:.2f}",
                 f">= {target:.2f}",
                 verdict(ratio >= target),
@@ -594,7 +779,7 @@ def build_rows(report: dict[str, Any], dbs: list[str]) -> list[list[str]]:
                 [
                     f"1/2 p99 {r['body']}",
                     f"{r['target']} c16",
-                    f"{r['p99_ms']:.1f} ms",
+                    f"{spread(r, 'p99_ms', '{:.1f}', ' ms')}",
                     "",
                     f"bare {floor['p99_ms']:.1f} ms",
                     "",
@@ -611,9 +796,9 @@ def build_rows(report: dict[str, Any], dbs: list[str]) -> list[list[str]]:
                 [
                     "3 accept, SPP 5 s slow",
                     f"{name} c16, 1 worker",
-                    f"{slow['ok_per_s']:.0f}/s",
+                    f"{spread(slow, 'ok_per_s', unit='/s')}",
                     f"{slow['p50_ms']:.1f} / {slow['p99_ms']:.1f}",
-                    f"SPP 0 ms {fast['ok_per_s']:.0f}/s, p99 {fast['p99_ms']:.1f}",
+                    f"SPP 0 ms {spread(fast, 'ok_per_s', unit='/s')}, p99 {fast['p99_ms']:.1f}",
                     f"{ratio:.2f}",
                     f">= {TARGETS['slow_vs_fast']:.2f}",
                     verdict(ratio >= TARGETS["slow_vs_fast"]),
@@ -652,6 +837,7 @@ def build_rows(report: dict[str, Any], dbs: list[str]) -> list[list[str]]:
                 verdict(ok),
             ]
         )
+    rows.extend(pipeline_rows(report))
     for name, mb in report["memory_mb"].items():
         bridge = name.startswith(("web sqlite", "web postgresql", "delivery worker"))
         rows.append(
@@ -666,6 +852,90 @@ def build_rows(report: dict[str, Any], dbs: list[str]) -> list[list[str]]:
                 verdict(mb <= TARGETS["rss_mb"]) if bridge else "-",
             ]
         )
+    return rows
+
+
+def drain_text(r: dict[str, Any]) -> str:
+    """How long the backlog took to drain: the median when every run drained within the limit,
+    else how many runs did not and the median estimate at the rate seen while waiting."""
+    runs = r.get("runs", [r])
+    missed = [x for x in runs if not x["drained"]]
+    if not missed:
+        return f"drained in {spread(r, 'drain_s', '{:.1f}', ' s')}"
+    estimates = sorted(x["drain_s_estimate"] for x in missed if x["drain_s_estimate"])
+    rates = sorted(x["drain_rate_per_s"] for x in missed)
+    about = (
+        f"about {estimates[len(estimates) // 2]:.0f} s at {rates[len(rates) // 2]:.0f}/s (est.)" if estimates else "?"
+    )
+    which = f" in {len(missed)}/{len(runs)} runs" if len(runs) > 1 else ""
+    return f"not drained within {r['drain_limit_s']:g} s{which}: {about}"
+
+
+def pipeline_rows(report: dict[str, Any]) -> list[list[str]]:
+    """Scenario 6: intake vs the bare insert floor of the same database; deliveries in the load
+    window vs intake at 0 ms; p99 at 16 connections; backlog and drain (information)."""
+    rows: list[list[str]] = []
+    floors = {(r["target"], r["connections"]): r for r in report.get("bare_insert", [])}
+    for r in report.get("pipeline", []):
+        floor = floors.get((r["target"], r["connections"]))
+        if floor is None:
+            continue
+        case = f"{r['target']} c{r['connections']}, SPP {r['spp_latency_ms']} ms"
+        ratio = r["ok_per_s"] / floor["ok_per_s"] if floor["ok_per_s"] else 0.0
+        target = TARGETS["pipeline_vs_bare_insert"]
+        r["ratio_vs_bare_insert"] = round(ratio, 3)
+        rows.append(
+            [
+                "6 pipeline intake",
+                case,
+                f"{spread(r, 'ok_per_s', unit='/s')}",
+                f"{r['p50_ms']:.1f} / {spread(r, 'p99_ms', '{:.1f}')}",
+                f"bare insert {spread(floor, 'ok_per_s', unit='/s')}, p99 {floor['p99_ms']:.1f}",
+                f"{ratio:.2f}",
+                f">= {target:.2f}",
+                verdict(ratio >= target),
+            ]
+        )
+        share = r["deliveries_per_s"] / r["ok_per_s"] if r["ok_per_s"] else 0.0
+        r["deliveries_vs_intake"] = round(share, 3)
+        fast = r["spp_latency_ms"] == 0
+        rows.append(
+            [
+                "6 pipeline deliveries",
+                case,
+                f"{spread(r, 'deliveries_per_s', unit='/s')} during the load",
+                "",
+                f"intake {r['ok_per_s']:.0f}/s",
+                f"{share:.2f}",
+                f">= {TARGETS['pipeline_deliveries_vs_intake_0ms']:.2f}" if fast else "(info)",
+                verdict(share >= TARGETS["pipeline_deliveries_vs_intake_0ms"]) if fast else "-",
+            ]
+        )
+        rows.append(
+            [
+                "6 pipeline backlog",
+                case,
+                f"{spread(r, 'backlog')} left when the load stopped",
+                "",
+                drain_text(r),
+                "",
+                "(info)",
+                "-",
+            ]
+        )
+        if r["connections"] == 16:
+            rows.append(
+                [
+                    "6 pipeline p99",
+                    case,
+                    f"{spread(r, 'p99_ms', '{:.1f}', ' ms')}",
+                    "",
+                    f"bare insert {floor['p99_ms']:.1f} ms",
+                    "",
+                    f"< {TARGETS['p99_ms_16']:.0f} ms",
+                    verdict(r["p99_ms"] < TARGETS["p99_ms_16"]),
+                ]
+            )
     return rows
 
 
@@ -684,10 +954,24 @@ def print_table(rows: list[list[str]]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=None, help="seconds per load run (default 5; 3 with --quick)")
     parser.add_argument(
-        "--duration", type=float, default=None, help="seconds per load run (default 10; 3 with --quick)"
+        "--quick", action="store_true", help="a smoke run of a few minutes: one run each, fewer and shorter"
     )
-    parser.add_argument("--quick", action="store_true", help="a smoke run of about a minute: fewer, shorter runs")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="interleaved runs per accept figure, the median reported (default 3)"
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated scenarios to run, of {', '.join(SCENARIOS)} (memory is always reported)",
+    )
+    parser.add_argument(
+        "--drain-limit",
+        type=float,
+        default=None,
+        help="seconds to wait for the pipeline's backlog to drain (default 15; 8 with --quick)",
+    )
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument(
         "--database", default=os.environ.get("TEST_DATABASE_URL", DEFAULT_PG), help="PostgreSQL to use when it answers"
@@ -696,11 +980,16 @@ def main() -> int:
         "--loadgen", choices=("auto", "wrk", "python"), default="auto", help="load tool (auto: wrk if installed)"
     )
     parser.add_argument(
-        "--drain-events", type=int, default=None, help="events per drain run (default 2000; 300 with --quick)"
+        "--drain-events", type=int, default=None, help="events per drain run (default 1000; 300 with --quick)"
     )
     args = parser.parse_args()
-    duration = args.duration or (3.0 if args.quick else 10.0)
-    drain_events = args.drain_events or (300 if args.quick else 2000)
+    only = {x.strip() for x in args.only.split(",") if x.strip()}
+    if not only or only - set(SCENARIOS):
+        parser.error(f"--only takes scenarios of {', '.join(SCENARIOS)}")
+    duration = args.duration or (3.0 if args.quick else 5.0)
+    rounds = args.runs or (1 if args.quick else 3)
+    drain_limit = args.drain_limit or (8.0 if args.quick else 15.0)
+    drain_events = args.drain_events or (300 if args.quick else 1000)
     conns = [16] if args.quick else [16, 64]
     drain_configs = (
         [(0, 4, 1), (DRAIN_MS, 16, 2)]
@@ -729,7 +1018,15 @@ def main() -> int:
     load = Load(tool, data, pool=int(max(5000, 3000 * duration)))
 
     b = Bench(args, work)
-    report: dict[str, Any] = {"accept": [], "spp_latency": [], "drain": [], "bare_loop": {}, "memory_mb": {}}
+    report: dict[str, Any] = {
+        "accept": [],
+        "spp_latency": [],
+        "drain": [],
+        "bare_loop": {},
+        "bare_insert": [],
+        "pipeline": [],
+        "memory_mb": {},
+    }
     dbs: list[str] = []
     failed: BaseException | None = None
     log(f"bench: load from {tool}, {duration:g} s per run; logs in {work}")
@@ -749,13 +1046,24 @@ def main() -> int:
         primary = dbs[-1]  # PostgreSQL when there is one: what production runs on
         log(f"up: sandboxes {b.sandboxes}, bridge on {dbs}, bare on {b.bare[1] if b.bare else '?'}")
 
-        report["accept"] = accept_runs(b, load, dbs, conns, duration, warmup=1.0 if args.quick else 2.0)
-        s3, mem3 = slow_runs(b, load, [primary] if args.quick else dbs, duration)
-        report["spp_latency"] = s3
-        loops = sorted({(lat, c * p) for lat, c, p in drain_configs})
-        report["bare_loop"] = bare_loops(b, loops, min(drain_events, 1000))
-        s4, mem4 = drain_runs(b, primary, drain_events, drain_configs)
-        report["drain"] = s4
+        warmup = 1.0 if args.quick else 2.0
+        mem3: dict[str, float] = {}
+        mem4: dict[str, float] = {}
+        mem6: dict[str, float] = {}
+        if "accept" in only:
+            report["accept"] = accept_runs(b, load, dbs, conns, duration, warmup, rounds)
+        if "slow" in only:
+            s3, mem3 = slow_runs(b, load, [primary] if args.quick else dbs, duration, rounds)
+            report["spp_latency"] = s3
+        if "drain" in only:
+            loops = sorted({(lat, c * p) for lat, c, p in drain_configs})
+            report["bare_loop"] = bare_loops(b, loops, min(drain_events, 1000))
+            s4, mem4 = drain_runs(b, primary, drain_events, drain_configs)
+            report["drain"] = s4
+        if "pipeline" in only:
+            pipeline_conns = [16, 64]  # both, also with --quick: the p99 target is at 16, 64 is production's burst
+            floors6, s6, mem6 = pipeline_runs(b, load, dbs, pipeline_conns, duration, drain_limit, rounds, warmup)
+            report["bare_insert"], report["pipeline"] = floors6, s6
 
         memory: dict[str, float] = {}
         for name, (proc, _, _, _) in b.webs.items():
@@ -764,6 +1072,7 @@ def main() -> int:
                 memory[f"web {name} worker {n}"] = memory_of(pid)
         memory.update(mem3)
         memory.update(mem4)
+        memory.update(mem6)
         if b.bare:
             memory["bare app master"] = memory_of(b.bare[0].pid)
             for n, pid in enumerate(sorted(children(b.bare[0].pid)), 1):
@@ -797,7 +1106,10 @@ def main() -> int:
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": round(elapsed, 1),
         "quick": args.quick,
+        "scenarios": sorted(only),
+        "runs_per_accept_figure": rounds,
         "duration_s": duration,
+        "pipeline_drain_limit_s": drain_limit,
         "load_tool": tool,
         "databases": dbs,
         "connections": conns,

@@ -110,7 +110,7 @@ def run(url: str, bodies: Bodies, connections: int, duration: float) -> dict[str
     threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(connections)]
     for thread in threads:
         thread.start()
-    began = time.perf_counter()
+    began, began_epoch = time.perf_counter(), time.time()
     stop_at[0] = began + duration
     start_gate.wait()
     for thread in threads:
@@ -129,6 +129,9 @@ def run(url: str, bodies: Bodies, connections: int, duration: float) -> dict[str
     return {
         "requests": len(merged),
         "duration_s": round(elapsed, 3),
+        # wall-clock start of the load window, for counting what else happened in it
+        "started_epoch": round(began_epoch, 3),
+        "load_s": duration,
         "requests_per_s": round(len(merged) / elapsed, 1),
         "ok_per_s": round(ok / elapsed, 1),
         "non_2xx_3xx": len(merged) - ok - status_counts.get("0", 0),
