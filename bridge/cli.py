@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 import click
 from flask.cli import AppGroup
 
-from bridge.db import make_engine
 from bridge.errors import BridgeError, ConfigError
 from bridge.event_actions import CANCEL_REASON, cancel, retry_now
 from bridge.providers import PROVIDERS
@@ -18,7 +17,7 @@ from bridge.replay import BulkReplay, Progress, replay_event, replay_failed
 from bridge.retention import BadAge, describe_age, parse_age, summary
 from bridge.runtime import Runtime, get_runtime
 from bridge.sources import Source, open_source_warning
-from bridge.store import FAILED_MIN_DAYS, DeliveryQueue, Store
+from bridge.store import FAILED_MIN_DAYS
 
 bridge_cli = AppGroup("bridge", help="spp-ticket-bridge commands.")
 log = logging.getLogger("bridge.cli")
@@ -49,24 +48,13 @@ def worker_command() -> None:
     """Deliver queued events to SPP until SIGTERM or Ctrl-C."""
     runtime = get_runtime()
     try:
-        worker = runtime.worker(_worker_queue(runtime.store, runtime.settings.delivery_concurrency))
+        worker = runtime.worker()
     except ConfigError as exc:
         fail(str(exc))
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stop())
     runtime.listen_for_events(worker)
     worker.run()
-
-
-def _worker_queue(store: Store, concurrency: int) -> DeliveryQueue:
-    """The delivery queue, on PostgreSQL on an engine of its own without the per-checkout ping:
-    the worker retries whatever meets a dropped connection (claims on the next loop, results
-    until written), so the ping, one round trip per transaction, would only slow every delivery
-    down."""
-    if not store.is_postgres:
-        return store.queue
-    url = store.engine.url.render_as_string(hide_password=False)
-    return DeliveryQueue(make_engine(url, concurrency + 4, pre_ping=False), None)
 
 
 @bridge_cli.command("replay")

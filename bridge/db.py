@@ -267,16 +267,19 @@ def normalize_url(url: str, instance_path: str) -> str:
     return url
 
 
-def make_engine(url: str, pool_size: int = 5, pre_ping: bool = True) -> Engine:
-    """``pre_ping`` tests each pooled PostgreSQL connection before use (one round trip): the web
-    process needs it, since a statement that meets a dropped connection there is a 503."""
+def make_engine(url: str, pool_size: int = 5) -> Engine:
+    """No ping before each use of a pooled PostgreSQL connection: it would cost a round trip per
+    webhook (a tenth of the web process's time under load). A connection the database dropped
+    (a restart, a failover) is found by the statement that meets it; SQLAlchemy then discards
+    every connection of the pool. Intake tries such an insert once more on a new connection
+    (``EventStore.add``), the worker retries whatever it was doing, and any other request answers
+    503 once (the caller retries)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
         _sqlite_setup(engine)
         return engine
     return create_engine(
         url,
-        pool_pre_ping=pre_ping,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=5,

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, case, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from bridge.db import attachments, events, seen_tokens
 from bridge.message import Attachment, InboundMessage
@@ -131,6 +132,15 @@ class EventStore(Part):
         with unavailable():
             if self.group is not None:
                 return self.group.submit(insert)
+            try:
+                with self.engine.begin() as conn:
+                    return self._write(conn, insert)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+            # the database had dropped the pooled connection (bridge/db.py, make_engine): once
+            # more on a new one. A commit lost with its connection may have happened; this try
+            # then finds the event by its unique (source, dedupe_key) and answers with it.
             with self.engine.begin() as conn:
                 return self._write(conn, insert)
 
