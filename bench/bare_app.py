@@ -4,9 +4,10 @@
 - ``POST /hooks/<source>`` reads the body and answers 200 ``{}``: Flask and gunicorn alone;
 - ``POST /insert/<database>`` validates the JSON body with a marshmallow schema and inserts one
   row into ``bench_bare_events`` of the database named by ``BENCH_BARE_DB_<DATABASE>`` (the
-  bridge's own database in the same run; SQLite with the bridge's pragmas: WAL,
-  ``synchronous=FULL``, ``BEGIN IMMEDIATE``), then answers 200 with the row's id: Flask,
-  marshmallow and one insert, with none of the bridge's work in between.
+  bridge's own database in the same run, on an engine made as the bridge makes its own with
+  ``bridge.db.make_engine``: SQLite's WAL, ``synchronous=FULL``, ``BEGIN IMMEDIATE``), then
+  answers 200 with the row's id: Flask, marshmallow and one insert, with none of the bridge's
+  work in between.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from __future__ import annotations
 import os
 import threading
 from datetime import UTC, datetime
-from typing import Any
 
 from flask import Flask, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields
-from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, Text, create_engine, event
+from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, Text
+
+from bridge.db import make_engine, normalize_url
 
 app = Flask(__name__)
 
@@ -57,24 +59,8 @@ def engine_for(database: str) -> Engine | None:
         url = os.environ.get(f"BENCH_BARE_DB_{database.upper()}")
         if not url:
             return None
-        if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"timeout": 30})
-
-            @event.listens_for(engine, "connect")
-            def on_connect(dbapi_connection: Any, _record: Any) -> None:
-                dbapi_connection.isolation_level = None
-                cursor = dbapi_connection.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=FULL")
-                cursor.execute("PRAGMA busy_timeout=30000")
-                cursor.close()
-
-            @event.listens_for(engine, "begin")
-            def on_begin(connection: Any) -> None:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-            engine = create_engine(url, pool_size=4, max_overflow=4)
+        # the bridge's own engine settings (bridge/db.py): the same pragmas and pool, nothing of its work
+        engine = make_engine(normalize_url(url, ""), pool_size=4)
         metadata.create_all(engine, checkfirst=True)
         _engines[database] = engine
         return engine
