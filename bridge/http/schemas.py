@@ -134,16 +134,15 @@ class PreviewQuerySchema(Schema):
     )
 
 
-class ReplayedSchema(Schema):
-    event_id = fields.String(required=True)
-    status = fields.String(required=True)
-
-
 class EventStateSchema(Schema):
     """The answer of ``cancel``: the event and its new status."""
 
     event_id = fields.String(required=True)
     status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+
+
+class ReplayedSchema(EventStateSchema):
+    """The answer of ``replay``: the event and its new status."""
 
 
 class RetriedSchema(EventStateSchema):
