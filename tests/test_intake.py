@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 import pytest
@@ -25,6 +26,20 @@ def test_event_ids_sort_by_arrival() -> None:
     assert len(set(ids)) == 50
     assert all(len(i) <= 40 and i.startswith("evt_") for i in ids)
     assert ids[0][:16] <= ids[-1][:16]
+
+
+def test_event_ids_of_forked_processes_differ() -> None:
+    """gunicorn forks its web processes: each must draw its own random part, not its parent's."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id's random part, then out at once
+        os.write(write, new_event_id()[-16:].encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert len(child) == 16 and child != new_event_id()[-16:]
 
 
 def test_map_message_queues_discards_or_fails(runtime: Runtime) -> None:

@@ -10,6 +10,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+import sqlalchemy
 from flask import Flask
 from sqlalchemy.exc import StatementError
 
@@ -19,7 +21,7 @@ from bridge.migrate import upgrade
 from bridge.retry import Decision
 from bridge.runtime import Runtime
 from bridge.spp_client import Outcome
-from bridge.status import AttemptOutcome, Status
+from bridge.status import AttemptOutcome, Status, Step
 from bridge.store import Added, NewEvent, OneTimeToken, ReplayedToken, Store
 from bridge.store.sqlite import WriteLock
 from tests.conftest import ROOT, api_headers
@@ -199,3 +201,45 @@ def test_sqlite_group_commit_answers_each_request_its_own_outcome(sqlite_url: st
     assert isinstance(outcomes[4], ReplayedToken)
     assert outcomes[5] == Added("evt_group_0006", Status.QUEUED, True)
     assert store.queries.event_ids(Status.QUEUED) == ["evt_group_0001", "evt_group_0004", "evt_group_0006"]
+
+
+@pytest.mark.postgres
+def test_postgres_intake_and_each_delivery_write_is_one_autocommit_statement(pg_url: str) -> None:
+    """No BEGIN, no COMMIT: each of these writes is a single statement, one round trip."""
+    engine = make_engine(pg_url, 2)
+    upgrade(engine)
+    store = Store(engine)
+    seen: list[tuple[str, bool]] = []
+
+    @sqlalchemy.event.listens_for(engine, "before_cursor_execute")
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append((statement.split()[0], conn.connection.dbapi_connection.autocommit))
+
+    def writes(action: Any) -> Any:
+        seen.clear()
+        result = action()
+        assert len(seen) == 1 and seen[0][1], seen
+        return result
+
+    first, second = _new_event(1), _new_event(2)
+    assert writes(lambda: store.events.add(first)).created
+    assert writes(lambda: store.events.add(second)).created
+    now = datetime.now(UTC)
+    [claim] = writes(lambda: store.queue.claim("test-worker", 1, 60, now))
+    ticket = Outcome(AttemptOutcome.DELIVERED, 5, http_status=201, ticket_id=7)
+    assert writes(lambda: store.queue.step_done(claim, ticket, Step.TICKET, {"ticket_id": 7}, now, 60))
+    message = Outcome(AttemptOutcome.DELIVERED, 5, http_status=201, message_id=9)
+    finished, taken = writes(
+        lambda: store.queue.record(claim, message, Decision(Status.DELIVERED), now, 60, step=Step.MESSAGE)
+    )
+    assert finished and taken is not None and taken.event_id == second.id
+
+    delivered = store.queries.get_event(first.id)
+    assert delivered is not None
+    assert (delivered["status"], delivered["ticket_id"], delivered["spp_message_id"]) == ("delivered", 7, 9)
+    assert [(a["number"], a["step"]) for a in store.queries.list_attempts(first.id)] == [(1, "ticket"), (2, "message")]
+    # a lost lease: the attempt is recorded, the event left alone
+    taken.owner = "someone-else"
+    assert not writes(lambda: store.queue.step_done(taken, ticket, Step.TICKET, {"ticket_id": 8}, now, 60))
+    assert store.queries.get_event(second.id)["ticket_id"] is None  # type: ignore[index]
+    engine.dispose()

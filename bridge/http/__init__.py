@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
-import uuid
 
 from flask import Flask, Response, g, request
 
@@ -37,16 +37,21 @@ def register_http(app: Flask) -> None:
     app.after_request(_finish)
 
 
+def new_request_id() -> str:
+    """128 random bits, as hex; not a secret (see bridge.intake.new_event_id for why not ``uuid4``)."""
+    return f"{random.getrandbits(128):032x}"
+
+
 def _start() -> None:
     g.started = time.perf_counter()
     given = request.headers.get("X-Request-ID", "")
-    g.request_id = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
+    g.request_id = given if _SAFE_REQUEST_ID.match(given) else new_request_id()
 
 
 def _finish(response: Response) -> Response:
     """Echo the request id; one log line per request (the web process's access log); for inbound
     hooks, the accept metrics."""
-    response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
+    response.headers["X-Request-ID"] = g.get("request_id") or new_request_id()
     seconds = time.perf_counter() - g.get("started", time.perf_counter())
     if request.path.startswith("/hooks/"):
         ACCEPT_SECONDS.observe(seconds)

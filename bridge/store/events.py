@@ -133,16 +133,21 @@ class EventStore(Part):
             if self.group is not None:
                 return self.group.submit(insert)
             try:
-                with self.engine.begin() as conn:
-                    return self._write(conn, insert)
+                return self._write_postgres(insert)
             except DBAPIError as exc:
                 if not exc.connection_invalidated:
                     raise
             # the database had dropped the pooled connection (bridge/db.py, make_engine): once
             # more on a new one. A commit lost with its connection may have happened; this try
             # then finds the event by its unique (source, dedupe_key) and answers with it.
-            with self.engine.begin() as conn:
-                return self._write(conn, insert)
+            return self._write_postgres(insert)
+
+    def _write_postgres(self, insert: _Insert) -> Added:
+        """Most webhooks are one INSERT (with the workers' NOTIFY in it): that statement commits
+        by itself. A token, a rate count or files make it a transaction of a few."""
+        alone = insert.token is None and insert.rate is None and not insert.new.files
+        with self.one_statement() if alone else self.engine.begin() as conn:
+            return self._write(conn, insert)
 
     def _write(self, conn: Connection, insert: _Insert) -> Added:
         new = insert.new

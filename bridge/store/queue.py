@@ -160,6 +160,33 @@ ATTEMPT_DEFAULTS = {
 }
 
 
+def _attempt_cte() -> Any:
+    """The INSERT of an attempt as a CTE, its values bound as ``a_<column>`` (:func:`attempt_params`)."""
+    values: dict[str, Any] = {name: bindparam(f"a_{name}") for name in ATTEMPT_DEFAULTS}
+    return insert(attempts).values(values).returning(attempts.c.id).cte("recorded")
+
+
+def attempt_params(attempt: dict[str, Any], event_id: str, number: int) -> dict[str, Any]:
+    params = {f"a_{name}": attempt.get(name, default) for name, default in ATTEMPT_DEFAULTS.items()}
+    params.update(a_event_id=event_id, a_number=number)
+    return params
+
+
+@functools.cache
+def _step_done_statement(changes: frozenset[str]) -> Any:
+    """PostgreSQL: record a step's attempt and update its event, the lease kept (fenced as
+    :func:`_finish_statement`), in one statement. The event's values are bound as ``c_<column>``;
+    its row: ``held`` (1, or 0 when the lease was lost)."""
+    fence = and_(events.c.id == bindparam("b_id"), events.c.lease_owner == bindparam("b_owner"), LEASED_WHERE)
+    values = {name: bindparam(f"c_{name}") for name in changes}
+    held = update(events).where(fence).values(**values).returning(events.c.id).cte("held")
+    recorded = _attempt_cte()
+    return select(
+        select(func.count()).select_from(held).scalar_subquery().label("held"),
+        select(func.count()).select_from(recorded).scalar_subquery().label("recorded"),
+    )
+
+
 @functools.cache
 def _finish_and_claim_statement(changes: frozenset[str]) -> Any:
     """PostgreSQL: record an attempt, update its event (as :func:`_finish_statement`) and lease
@@ -168,8 +195,7 @@ def _finish_and_claim_statement(changes: frozenset[str]) -> Any:
     row: ``finished`` (1, or 0 when the lease was lost) and the leased event's columns (NULL when
     none is due). The claim cannot pick the finished event: every part sees the table as it was
     before the statement, when that event was still ``delivering``."""
-    values: dict[str, Any] = {name: bindparam(f"a_{name}") for name in ATTEMPT_DEFAULTS}
-    recorded = insert(attempts).values(values).returning(attempts.c.id).cte("recorded")
+    recorded = _attempt_cte()
     # no parameter may be named after a column: SQLAlchemy would add it to every UPDATE's SET
     finished = _finish_statement(changes, prefix="c_").returning(events.c.id).cte("finished")
     claimed = _claim_statement().cte("claimed")
@@ -246,7 +272,7 @@ class DeliveryQueue(Part):
 
     def claim(self, owner: str, limit: int, lease_seconds: float, now: datetime) -> list[Claim]:
         """Lease up to ``limit`` due events, oldest due first."""
-        with self.writing() as conn:
+        with self.one_statement() as conn:
             return self._claim(conn, owner, limit, lease_seconds, now)
 
     def pause(self) -> Pause | None:
@@ -336,15 +362,21 @@ class DeliveryQueue(Part):
             "lease_expires_at": now + timedelta(seconds=lease_seconds),
             "updated_at": now,
         }
-        fence = and_(events.c.id == claim.event_id, events.c.lease_owner == claim.owner, LEASED_WHERE)
-        with self.writing() as conn:
-            conn.execute(
-                self._insert_attempt,
-                {**attempt_row(outcome, now, step), "event_id": claim.event_id, "number": claim.attempt},
+        attempt = attempt_row(outcome, now, step)
+        if self.is_postgres and not claim.is_probe:
+            params = attempt_params(attempt, claim.event_id, claim.attempt)
+            params.update(
+                {f"c_{name}": value for name, value in values.items()}, b_id=claim.event_id, b_owner=claim.owner
             )
-            held = conn.execute(update(events).where(fence).values(values)).rowcount == 1
-            if held and claim.is_probe and end_pause(conn, now) is not None and self.is_postgres:
-                conn.execute(self._notify)
+            with self.one_statement() as conn:
+                held = conn.execute(_step_done_statement(frozenset(values)), params).one().held == 1
+        else:
+            fence = and_(events.c.id == claim.event_id, events.c.lease_owner == claim.owner, LEASED_WHERE)
+            with self.writing() as conn:
+                conn.execute(self._insert_attempt, {**attempt, "event_id": claim.event_id, "number": claim.attempt})
+                held = conn.execute(update(events).where(fence).values(values)).rowcount == 1
+                if held and claim.is_probe and end_pause(conn, now) is not None and self.is_postgres:
+                    conn.execute(self._notify)
         if held:
             claim.changes = {}
             claim.attempts_at_window_start = claim.attempt
@@ -438,10 +470,10 @@ class DeliveryQueue(Part):
     def _record_and_claim_in_one(
         self, claim: Claim, attempt: dict[str, Any], changes: dict[str, Any], now: datetime, lease_seconds: float
     ) -> tuple[bool, Claim | None]:
-        params = {f"a_{name}": attempt.get(name, default) for name, default in ATTEMPT_DEFAULTS.items()}
+        params = attempt_params(attempt, claim.event_id, claim.attempt)
         params.update({f"c_{name}": value for name, value in changes.items()}, c_updated_at=now)
-        params.update(a_event_id=claim.event_id, a_number=claim.attempt, b_id=claim.event_id, b_owner=claim.owner)
+        params.update(b_id=claim.event_id, b_owner=claim.owner)
         params.update(_claim_params(claim.owner, 1, lease_seconds, now))
-        with self.writing() as conn:
+        with self.one_statement() as conn:
             row = conn.execute(_finish_and_claim_statement(frozenset(changes)), params).one()
         return row.finished == 1, (_as_claim(row, claim.owner) if row.id is not None else None)
