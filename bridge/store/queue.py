@@ -178,7 +178,7 @@ def _step_done_statement(changes: frozenset[str]) -> Any:
     :func:`_finish_statement`), in one statement. The event's values are bound as ``c_<column>``;
     its row: ``held`` (1, or 0 when the lease was lost)."""
     fence = and_(events.c.id == bindparam("b_id"), events.c.lease_owner == bindparam("b_owner"), LEASED_WHERE)
-    values = {name: bindparam(f"c_{name}") for name in changes}
+    values: dict[str, Any] = {name: bindparam(f"c_{name}") for name in changes}
     held = update(events).where(fence).values(**values).returning(events.c.id).cte("held")
     recorded = _attempt_cte()
     return select(
