@@ -23,6 +23,7 @@ from bridge.runtime import Runtime
 from bridge.spp_client import Outcome
 from bridge.status import AttemptOutcome, Status, Step
 from bridge.store import Added, NewEvent, OneTimeToken, ReplayedToken, Store
+from bridge.store.events import _Insert, _row
 from bridge.store.sqlite import WriteLock
 from tests.conftest import ROOT, api_headers
 
@@ -242,4 +243,42 @@ def test_postgres_intake_and_each_delivery_write_is_one_autocommit_statement(pg_
     taken.owner = "someone-else"
     assert not writes(lambda: store.queue.step_done(taken, ticket, Step.TICKET, {"ticket_id": 8}, now, 60))
     assert store.queries.get_event(second.id)["ticket_id"] is None  # type: ignore[index]
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_token_recorded_by_a_request_still_in_flight_is_seen_as_a_replay(pg_url: str) -> None:
+    """The second use of a token waits for the first request's transaction; once that commits,
+    the second's statement (whose snapshot predates it) reads nothing, and the token is read
+    again: the second message is a replay, not stored."""
+    engine = make_engine(pg_url, 4)
+    upgrade(engine)
+    store = Store(engine)
+    token = OneTimeToken("in-flight", 300)
+    first, second = _new_event(1), _new_event(2)
+    outcome: list[Any] = []
+
+    def add_second() -> None:
+        try:
+            outcome.append(store.events.add(second, token))
+        except ReplayedToken as exc:
+            outcome.append(exc)
+
+    with engine.connect() as holder:
+        holder.begin()
+        added = store.events._write(holder, _Insert(first, token, None, _row(first)))
+        pid = holder.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        thread = threading.Thread(target=add_second)
+        thread.start()
+        waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> %(pid)s"
+        deadline = time.monotonic() + 10
+        with engine.connect() as watch:
+            while not watch.exec_driver_sql(waiting, {"pid": pid}).scalar() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert thread.is_alive()  # the second insert waits on the first transaction's token
+        holder.commit()
+    thread.join(10)
+    assert added.created
+    assert len(outcome) == 1 and isinstance(outcome[0], ReplayedToken)
+    assert store.queries.event_ids(Status.QUEUED) == [first.id]
     engine.dispose()

@@ -104,7 +104,17 @@ class EventStore(Part):
             seen_tokens.c.token == bindparam("token")
         )
         self._notify = text("SELECT pg_notify(:c, '')").bindparams(c=NOTIFY_CHANNEL)
-        if self.is_postgres:  # the insert and the workers' wake-up in one round trip
+        self._record_token: Any = None
+        if self.is_postgres:
+            # the token recorded and its first use read in one round trip
+            values = {name: bindparam(f"t_{name}") for name in ("source", "token", "dedupe_key", "seen_at")}
+            recorded = self._insert_token.values(values).returning(seen_tokens.c.source, seen_tokens.c.dedupe_key)
+            new_token = recorded.cte("new_token")
+            # the rest of the statement does not see the row it inserts: one row either way
+            self._record_token = select(new_token.c.source, new_token.c.dedupe_key).union_all(
+                select(seen_tokens.c.source, seen_tokens.c.dedupe_key).where(seen_tokens.c.token == values["token"])
+            )
+            # the insert and the workers' wake-up in one round trip
             columns: dict[str, Any] = {name: bindparam(name) for name in EVENT_ROW}
             inserted = self._insert_event.values(columns).cte("inserted")
             self._insert_queued: Any = select(inserted.c.id, func.pg_notify(NOTIFY_CHANNEL, "")).select_from(inserted)
@@ -179,8 +189,13 @@ class EventStore(Part):
             self._next_token_sweep = time.monotonic() + 60
         key = new.message.dedupe_key
         row = {"source": new.source, "token": token.value[:255], "dedupe_key": key, "seen_at": now}
-        conn.execute(self._insert_token, row)
-        first = conn.execute(self._find_token, {"token": row["token"]}).one()
+        first = None
+        if self._record_token is not None:
+            first = conn.execute(self._record_token, {f"t_{k}": v for k, v in row.items()}).first()
+        else:
+            conn.execute(self._insert_token, row)
+        if first is None:  # on PostgreSQL: another request recorded it since this statement began
+            first = conn.execute(self._find_token, {"token": row["token"]}).one()
         if first.source != new.source or first.dedupe_key != key:
             raise ReplayedToken(token.value, other_source=first.source != new.source)
 
