@@ -107,7 +107,9 @@ class EventStore(Part):
         self._record_token: Any = None
         if self.is_postgres:
             # the token recorded and its first use read in one round trip
-            values = {name: bindparam(f"t_{name}") for name in ("source", "token", "dedupe_key", "seen_at")}
+            values: dict[str, Any] = {
+                name: bindparam(f"t_{name}") for name in ("source", "token", "dedupe_key", "seen_at")
+            }
             recorded = self._insert_token.values(values).returning(seen_tokens.c.source, seen_tokens.c.dedupe_key)
             new_token = recorded.cte("new_token")
             # the rest of the statement does not see the row it inserts: one row either way
