@@ -282,3 +282,44 @@ def test_postgres_token_recorded_by_a_request_still_in_flight_is_seen_as_a_repla
     assert len(outcome) == 1 and isinstance(outcome[0], ReplayedToken)
     assert store.queries.event_ids(Status.QUEUED) == [first.id]
     engine.dispose()
+
+
+def test_sqlite_delivery_writes_of_several_threads_commit_together(sqlite_url: str) -> None:
+    """Four delivery threads end their claims while the write lock is taken: one transaction
+    (one commit) records all four, each answered its own way, a lost lease included."""
+    engine = make_engine(sqlite_url, 4)
+    upgrade(engine)
+    store = Store(engine)
+    for n in range(1, 6):
+        store.events.add(_new_event(n))
+    now = datetime.now(UTC)
+    claims = store.queue.claim("test-worker", 4, 60, now)
+    claims[3].owner = "someone-else"  # its lease is not this worker's: only the attempt is recorded
+    commits: list[int] = []
+    sqlalchemy.event.listen(engine, "commit", lambda conn: commits.append(1))
+    outcomes: list[Any] = [None] * 4
+
+    def finish(i: int) -> None:
+        delivered = Outcome(AttemptOutcome.DELIVERED, 5, http_status=201, ticket_id=100 + i)
+        outcomes[i] = store.queue.record(claims[i], delivered, Decision(Status.DELIVERED), now, 60)
+
+    threads = [threading.Thread(target=finish, args=(i,)) for i in range(4)]
+    group = store.queue._group
+    assert group is not None
+    with group.lock.threads_turn():
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while group.waiting() < 4 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert group.waiting() == 4
+    for t in threads:
+        t.join(timeout=10)
+
+    assert len(commits) == 1
+    assert [finished for finished, _ in outcomes] == [True, True, True, False]
+    taken = [t.event_id for _, t in outcomes if t is not None]
+    assert sorted(taken) == ["evt_group_0005"]  # the one event left was leased once, not twice
+    assert [store.queries.get_event(c.event_id)["ticket_id"] for c in claims] == [100, 101, 102, None]  # type: ignore[index]
+    assert store.queries.count_by_status() == {"delivered": 3, "delivering": 2}
+    engine.dispose()

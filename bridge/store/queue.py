@@ -9,9 +9,10 @@ nothing, and only a probe is leased.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import (
     ColumnDefault,
@@ -42,11 +43,13 @@ from bridge.store.pause import (
     resumed_window_start,
     take_probe_turn,
 )
-from bridge.store.sqlite import WriteLock
+from bridge.store.sqlite import GroupCommit, WriteLock
 
 __all__ = ["NOTIFY_CHANNEL", "Claim", "DeliveryQueue", "Pause", "resumed_window_start"]
 
 DEFAULT_PROBE_SECONDS = 30.0
+
+Written = TypeVar("Written")
 
 if TYPE_CHECKING:  # types only: the queue records what the SPP client and the retry policy produced
     from bridge.retry import Decision
@@ -269,9 +272,14 @@ class DeliveryQueue(Part):
         # what the delivery steps read and remember besides the event
         self.clients = ClientBook(engine, write_lock)
         self.threads = Threads(engine, write_lock)
+        self._group: GroupCommit[Callable[[Connection], Any], Any] | None = None
+        if write_lock is not None:
+            self._group = GroupCommit(engine, write_lock, lambda conn, work: work(conn))
 
     def claim(self, owner: str, limit: int, lease_seconds: float, now: datetime) -> list[Claim]:
         """Lease up to ``limit`` due events, oldest due first."""
+        if self._group is not None:
+            return self._delivery_write(lambda conn: self._claim(conn, owner, limit, lease_seconds, now))
         with self.one_statement() as conn:
             return self._claim(conn, owner, limit, lease_seconds, now)
 
@@ -340,12 +348,15 @@ class DeliveryQueue(Part):
             return finished, (taken[0] if taken else None)
         if next_lease_seconds is not None and self.is_postgres:
             return self._record_and_claim_in_one(claim, attempt, changes, now, next_lease_seconds)
-        with self.writing() as conn:
+
+        def write(conn: Connection) -> tuple[bool, Claim | None]:
             finished = self._finish(conn, claim, attempt, changes, now)
             if next_lease_seconds is None:
                 return finished, None
             taken = self._claim(conn, claim.owner, 1, next_lease_seconds, now)
-        return finished, (taken[0] if taken else None)
+            return finished, (taken[0] if taken else None)
+
+        return self._delivery_write(write)
 
     def step_done(
         self, claim: Claim, outcome: Outcome, step: Step, changes: dict[str, Any], now: datetime, lease_seconds: float
@@ -372,11 +383,15 @@ class DeliveryQueue(Part):
                 held = conn.execute(_step_done_statement(frozenset(values)), params).one().held == 1
         else:
             fence = and_(events.c.id == claim.event_id, events.c.lease_owner == claim.owner, LEASED_WHERE)
-            with self.writing() as conn:
+
+            def write(conn: Connection) -> bool:
                 conn.execute(self._insert_attempt, {**attempt, "event_id": claim.event_id, "number": claim.attempt})
                 held = conn.execute(update(events).where(fence).values(values)).rowcount == 1
                 if held and claim.is_probe and end_pause(conn, now) is not None and self.is_postgres:
                     conn.execute(self._notify)
+                return held
+
+            held = self._delivery_write(write)
         if held:
             claim.changes = {}
             claim.attempts_at_window_start = claim.attempt
@@ -411,6 +426,15 @@ class DeliveryQueue(Part):
         fence = and_(events.c.id == claim.event_id, events.c.lease_owner == claim.owner, LEASED_WHERE)
         with self.writing() as conn:
             return bool(conn.execute(update(events).where(fence).values(values)).rowcount == 1)
+
+    def _delivery_write(self, work: Callable[[Connection], Written]) -> Written:
+        """A write of a delivery thread. On SQLite it joins whatever the process's other delivery
+        threads write at the time: one transaction and one fsync for all, taken between the web
+        processes' group commits (bridge/store/sqlite.py). Elsewhere a transaction of its own."""
+        if self._group is None:
+            with self.writing() as conn:
+                return work(conn)
+        return cast(Written, self._group.submit(work))
 
     def release(self, claim: Claim, now: datetime) -> None:
         """Give back a claim that was never sent (shutdown before the request left)."""
