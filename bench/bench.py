@@ -10,7 +10,9 @@ started is stopped at the end, also on Ctrl-C or an error.
 
 Scenarios:
   1. POST /hooks/<json source>, unique bodies, at 16 and 64 connections: bare, SQLite, PostgreSQL
-  2. the same with a signed Mailgun multipart post of ~20 kB (a new Message-Id and token each time)
+  2. the same with a signed Mailgun multipart post of ~20 kB (a new Message-Id and token each time);
+     2b. that body parsed by Werkzeug's multipart parser (the bridge's), python-multipart and
+     streaming-form-data in the bench's own process (bench/multipart_parsers.py)
   3. accept rate with a worker delivering to a 5000 ms sandbox vs a 0 ms one
   4. drain of N queued events at 0 and 50 ms, BRIDGE_DELIVERY_CONCURRENCY 4 and 16, 1 and 2 workers;
      a delivery is two calls (ticket, then its message), so vs concurrency x processes / (2 x latency)
@@ -57,6 +59,7 @@ from typing import Any
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import multipart_parsers
 from stack import (
     BIN,
     DEFAULT_PG,
@@ -804,6 +807,7 @@ def build_rows(report: dict[str, Any], dbs: list[str]) -> list[list[str]]:
                     verdict(ratio >= TARGETS["slow_vs_fast"]),
                 ]
             )
+    rows.extend(parser_rows(report.get("multipart_parsers")))
     loops = report.get("bare_loop", {})
     for r in report["drain"]:
         label = f"{r['target']} c{r['concurrency']} x{r['processes']} proc"
@@ -850,6 +854,29 @@ def build_rows(report: dict[str, Any], dbs: list[str]) -> list[list[str]]:
                 "",
                 f"<= {TARGETS['rss_mb']:.0f} MB" if bridge else "(info)",
                 verdict(mb <= TARGETS["rss_mb"]) if bridge else "-",
+            ]
+        )
+    return rows
+
+
+def parser_rows(parsers: dict[str, Any] | None) -> list[list[str]]:
+    """Scenario 2b: the Mailgun body through each multipart parser, beside Werkzeug's (the bridge's)."""
+    if not parsers:
+        return []
+    times, spreads = parsers["us_per_body"], parsers["spread_us"]
+    rows = []
+    for name in multipart_parsers.PARSERS:
+        low, high = spreads[name]
+        rows.append(
+            [
+                "2b parse Mailgun body",
+                f"{name} ({parsers['parts_found'][name]} parts)",
+                f"{times[name]:.0f} us ({low:.0f}-{high:.0f})",
+                "",
+                f"werkzeug {times['werkzeug']:.0f} us",
+                f"{times[name] / times['werkzeug']:.2f}",
+                "(info)",
+                "-",
             ]
         )
     return rows
@@ -1052,6 +1079,10 @@ def main() -> int:
         mem6: dict[str, float] = {}
         if "accept" in only:
             report["accept"] = accept_runs(b, load, dbs, conns, duration, warmup, rounds)
+            log("parsing the Mailgun body with three multipart parsers")
+            body = multipart_parsers.body_of(boundary, prefix, suffix)
+            content_type = f"multipart/form-data; boundary={boundary}"
+            report["multipart_parsers"] = multipart_parsers.compare(body, content_type, rounds=max(rounds, 3))
         if "slow" in only:
             s3, mem3 = slow_runs(b, load, [primary] if args.quick else dbs, duration, rounds)
             report["spp_latency"] = s3
