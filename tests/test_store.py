@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ from bridge.spp_client import Outcome
 from bridge.status import AttemptOutcome, Status, Step
 from bridge.store import Added, NewEvent, OneTimeToken, ReplayedToken, Store
 from bridge.store.events import _Insert, _row
-from bridge.store.sqlite import WriteLock
+from bridge.store.sqlite import GroupCommit, WriteLock
 from tests.conftest import ROOT, api_headers
 
 
@@ -157,24 +158,29 @@ def _new_event(n: int, dedupe_key: str | None = None, fields: dict[str, Any] | N
 def _add_as_one_group(store: Store, events: list[tuple[NewEvent, OneTimeToken | None]]) -> list[Any]:
     """Each event from a thread of its own, all queued behind the write lock, then let go at once:
     the first thread in commits them all in one transaction."""
-    outcomes: list[Any] = [None] * len(events)
+    assert store.events.group is not None
+    return _as_one_group(store.events.group, [lambda e=e: store.events.add(*e) for e in events])
 
-    def add(i: int) -> None:
+
+def _as_one_group(group: GroupCommit[Any, Any], calls: list[Callable[[], Any]]) -> list[Any]:
+    """Each call from a thread of its own, all queued behind the write lock, then let go at
+    once: what each returned or raised."""
+    outcomes: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
         try:
-            outcomes[i] = store.events.add(*events[i])
+            outcomes[i] = calls[i]()
         except Exception as exc:
             outcomes[i] = exc
 
-    threads = [threading.Thread(target=add, args=(i,)) for i in range(len(events))]
-    group = store.events.group
-    assert group is not None
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
     with group.lock.threads_turn():
         for t in threads:
             t.start()
         deadline = time.monotonic() + 10
-        while group.waiting() < len(events) and time.monotonic() < deadline:
+        while group.waiting() < len(calls) and time.monotonic() < deadline:
             time.sleep(0.005)
-        assert group.waiting() == len(events)
+        assert group.waiting() == len(calls)
     for t in threads:
         t.join(timeout=10)
     return outcomes
@@ -297,24 +303,13 @@ def test_sqlite_delivery_writes_of_several_threads_commit_together(sqlite_url: s
     claims[3].owner = "someone-else"  # its lease is not this worker's: only the attempt is recorded
     commits: list[int] = []
     sqlalchemy.event.listen(engine, "commit", lambda conn: commits.append(1))
-    outcomes: list[Any] = [None] * 4
 
-    def finish(i: int) -> None:
+    def finish(i: int) -> Any:
         delivered = Outcome(AttemptOutcome.DELIVERED, 5, http_status=201, ticket_id=100 + i)
-        outcomes[i] = store.queue.record(claims[i], delivered, Decision(Status.DELIVERED), now, 60)
+        return store.queue.record(claims[i], delivered, Decision(Status.DELIVERED), now, 60)
 
-    threads = [threading.Thread(target=finish, args=(i,)) for i in range(4)]
-    group = store.queue._group
-    assert group is not None
-    with group.lock.threads_turn():
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 10
-        while group.waiting() < 4 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert group.waiting() == 4
-    for t in threads:
-        t.join(timeout=10)
+    assert store.queue._group is not None
+    outcomes = _as_one_group(store.queue._group, [lambda i=i: finish(i) for i in range(4)])
 
     assert len(commits) == 1
     assert [finished for finished, _ in outcomes] == [True, True, True, False]
