@@ -60,6 +60,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import multipart_parsers
+from loadgen import part
 from stack import (
     BIN,
     DEFAULT_PG,
@@ -140,9 +141,6 @@ def mailgun_parts(size: int = 20_000) -> tuple[str, bytes, bytes]:
     )
     boundary = "----BenchBoundary" + secrets.token_hex(8)
 
-    def part(name: str, value: str) -> bytes:
-        return f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-
     def file_part(name: str, filename: str, ctype: str, data: bytes) -> bytes:
         head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
         return head.encode() + f"Content-Type: {ctype}\r\n\r\n".encode() + data + b"\r\n"
@@ -160,7 +158,7 @@ def mailgun_parts(size: int = 20_000) -> tuple[str, bytes, bytes]:
         quoted = paragraph * repeats
         fields["body-plain"] = plain + "\n" + quoted
         fields["body-html"] = "<html><body><p>" + quoted.replace("\n", "<br>\n") + "</p></body></html>"
-        prefix = b"".join(part(k, str(v)) for k, v in fields.items())
+        prefix = b"".join(part(boundary, k, str(v)) for k, v in fields.items())
     return boundary, prefix, suffix
 
 

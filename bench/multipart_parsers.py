@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import python_multipart
+from loadgen import part
 from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.targets import ValueTarget
 from werkzeug.formparser import parse_form_data
@@ -28,12 +29,8 @@ PARSERS = ("werkzeug", "python-multipart", "streaming-form-data")
 
 def body_of(boundary: str, prefix: bytes, suffix: bytes) -> bytes:
     """One whole body: the bench's two static parts around the four per-request fields."""
-    dynamic = {"timestamp": "1733390000", "token": "t" * 50, "signature": "s" * 64, "Message-Id": "<bench@example.com>"}
-    parts = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        for k, v in dynamic.items()
-    )
-    return prefix + parts + suffix
+    dynamic = {"timestamp": "1733390000", "token": "t" * 50, "signature": "s" * 64, "Message-Id": "<b@example.com>"}
+    return prefix + b"".join(part(boundary, k, v) for k, v in dynamic.items()) + suffix
 
 
 def _werkzeug(body: bytes, content_type: str) -> int:
