@@ -201,6 +201,10 @@ def deliver_all(runtime: Runtime, timeout: float = 20.0, **kwargs: Any) -> Worke
     return worker
 
 
+# for tests that read an event between its retries: no retry falls due on its own while they look
+SLOW_RETRIES = {"BRIDGE_RETRY_BASE_SECONDS": "60", "BRIDGE_RETRY_MAX_SECONDS": "120"}
+
+
 def make_due(runtime: Runtime, event_id: str) -> None:
     """Make a retrying event due now instead of after its backoff."""
     with runtime.store.engine.begin() as conn:

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask
 
 from bridge.runtime import get_runtime
-from tests.conftest import AppFactory, admin_headers, deliver_all, make_due
+from tests.conftest import SLOW_RETRIES, AppFactory, admin_headers, deliver_all, make_due
 from tests.conversations import PDF, UMLAUT_NAME
 
 TOKEN = "mail-secret-0123456789"
@@ -30,7 +30,6 @@ sources:
   unthreaded: {{kind: email, secret: {TOKEN}, threading: false}}
 """
 # a retry is due only when a test makes it due, so what an event waits for stays still meanwhile
-SLOW_RETRIES = {"BRIDGE_RETRY_BASE_SECONDS": "60", "BRIDGE_RETRY_MAX_SECONDS": "120"}
 QUOTED = (
     "Thanks, that helps.\n\n"
     "On Mon, 1 Dec 2026 at 10:00, Support <support@agency.example> wrote:\n"

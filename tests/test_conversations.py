@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 
 from bridge.db import clients
 from bridge.runtime import Runtime, get_runtime
-from tests.conftest import AppFactory, admin_headers, deliver_all, make_due
+from tests.conftest import SLOW_RETRIES, AppFactory, admin_headers, deliver_all, make_due
 
 SECRET = "api-secret-0123456789abcdef"
 SOURCES = f"""
@@ -35,7 +35,6 @@ sources:
       message: "{{{{ body }}}} (order {{{{ fields.order }}}})"
 """
 # a retry is due only when a test makes it due (deliver_until_settled), so the state between stays still
-SLOW_RETRIES = {"BRIDGE_RETRY_BASE_SECONDS": "60", "BRIDGE_RETRY_MAX_SECONDS": "120"}
 NO_DEFAULT = f"""
 sources:
   api: {{kind: json, secret: {SECRET}}}

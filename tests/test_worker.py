@@ -12,7 +12,7 @@ from sqlalchemy import update
 from bridge.db import events
 from bridge.runtime import Runtime, get_runtime
 from bridge.worker import Worker
-from tests.conftest import api_headers, deliver_all, make_due
+from tests.conftest import SLOW_RETRIES, api_headers, deliver_all, make_due
 from tests.helpers import free_port, wait_for
 
 BODY = {"email": "alice@example.com", "subject": "Printer on fire", "message": "Please help"}
@@ -111,7 +111,7 @@ def test_gives_up_after_72_hours(app: Flask, runtime: Runtime, sandbox) -> None:
 
 
 def test_read_timeout_is_an_ambiguous_attempt(make_app, sandbox) -> None:
-    app = make_app(BRIDGE_SPP_READ_TIMEOUT_SECONDS="0.3")
+    app = make_app(BRIDGE_SPP_READ_TIMEOUT_SECONDS="0.3", **SLOW_RETRIES)
     runtime = get_runtime(app)
     sandbox.sandbox.script("hang:1")
     event_id = post(app)

@@ -278,10 +278,9 @@ class DeliveryQueue(Part):
 
     def claim(self, owner: str, limit: int, lease_seconds: float, now: datetime) -> list[Claim]:
         """Lease up to ``limit`` due events, oldest due first."""
-        if self._group is not None:
-            return self._delivery_write(lambda conn: self._claim(conn, owner, limit, lease_seconds, now))
-        with self.one_statement() as conn:
-            return self._claim(conn, owner, limit, lease_seconds, now)
+        return self._delivery_write(
+            lambda conn: self._claim(conn, owner, limit, lease_seconds, now), one_statement=True
+        )
 
     def pause(self) -> Pause | None:
         """The delivery pause in force, or None (one read of one row)."""
@@ -427,14 +426,15 @@ class DeliveryQueue(Part):
         with self.writing() as conn:
             return bool(conn.execute(update(events).where(fence).values(values)).rowcount == 1)
 
-    def _delivery_write(self, work: Callable[[Connection], Written]) -> Written:
+    def _delivery_write(self, work: Callable[[Connection], Written], one_statement: bool = False) -> Written:
         """A write of a delivery thread. On SQLite it joins whatever the process's other delivery
         threads write at the time: one transaction and one fsync for all, taken between the web
-        processes' group commits (bridge/store/sqlite.py). Elsewhere a transaction of its own."""
-        if self._group is None:
-            with self.writing() as conn:
-                return work(conn)
-        return cast(Written, self._group.submit(work))
+        processes' group commits (bridge/store/sqlite.py). Elsewhere a transaction of its own, or,
+        for ``work`` that is ``one_statement``, that statement alone (:meth:`Part.one_statement`)."""
+        if self._group is not None:
+            return cast(Written, self._group.submit(work))
+        with self.one_statement() if one_statement else self.writing() as conn:
+            return work(conn)
 
     def release(self, claim: Claim, now: datetime) -> None:
         """Give back a claim that was never sent (shutdown before the request left)."""
