@@ -104,6 +104,8 @@ def pg_ready() -> Iterator[str]:
     admin = make_engine(normalize_url(base, ""))
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
+    # no pooled connection outlives this: the long fault suite restarts PostgreSQL in between
+    admin.dispose()
     url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
     engine = make_engine(normalize_url(url, ""))
     upgrade(engine)

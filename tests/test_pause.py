@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
-from sqlalchemy import update
+from sqlalchemy import text, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.db import delivery_state, events
 from bridge.retry import Decision
@@ -184,3 +185,17 @@ def test_a_delivery_that_ends_during_the_pause_leases_nothing_more(app: Flask, r
     assert finished and taken is None
     assert queue.claim("other-worker", 3, 60, datetime.now(UTC)) == []
     assert sandbox.sandbox.requests_seen == 1
+
+
+def test_a_database_error_reading_the_pause_reaches_the_worker_as_one(runtime: Runtime) -> None:
+    """With nothing to claim, the worker reads the pause row to see whether it is its turn to
+    probe. The worker's loop waits out SQLAlchemy's errors; anything else ends the process, as
+    ``StoreUnavailable`` (the HTTP layer's error) did here while PostgreSQL was stopped."""
+    with runtime.store.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE delivery_state RENAME TO delivery_state_away"))
+    try:
+        with pytest.raises(SQLAlchemyError):
+            runtime.store.queue.claim_probe("a-worker", 30, datetime.now(UTC))
+    finally:
+        with runtime.store.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE delivery_state_away RENAME TO delivery_state"))

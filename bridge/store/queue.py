@@ -32,7 +32,7 @@ from sqlalchemy import (
 
 from bridge.db import DUE_WHERE, LEASED_WHERE, attempts, events
 from bridge.status import AttemptOutcome, PauseReason, Status, Step
-from bridge.store.base import NOTIFY_CHANNEL, Part, unavailable
+from bridge.store.base import NOTIFY_CHANNEL, Part
 from bridge.store.conversations import ClientBook, Threads
 from bridge.store.pause import (
     NOT_PAUSED,
@@ -283,8 +283,12 @@ class DeliveryQueue(Part):
         )
 
     def pause(self) -> Pause | None:
-        """The delivery pause in force, or None (one read of one row)."""
-        with unavailable(), self.engine.connect() as conn:
+        """The delivery pause in force, or None (one read of one row).
+
+        Like every method the worker calls, a database that does not answer raises SQLAlchemy's
+        error, which the worker's loop waits out; ``StoreUnavailable`` is for HTTP answers.
+        """
+        with self.engine.connect() as conn:
             return read_pause(conn)
 
     def claim_probe(
